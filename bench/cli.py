@@ -1,0 +1,232 @@
+"""The command line: parse options, call core functions, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+import bench
+from bench import config as config_mod
+from bench import runner, stats, store
+from bench.errors import BenchError
+from bench.schema import ModelInfo, Run, Sample
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+class BenchGroup(click.Group):
+    """Turns every BenchError into one clean line and its exit code: no tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BenchError as e:
+            err.print(Text(f"error: {e}", style="bold red"))
+            ctx.exit(e.exit_code)
+
+
+@click.group(cls=BenchGroup)
+@click.version_option(bench.__version__, prog_name="bench")
+def main() -> None:
+    """Benchmark local language models on OpenAI-compatible servers.
+
+    bench collect runs a model x prompt matrix and writes results/<run-id>.json;
+    bench show summarizes a run; bench models checks that servers and models answer.
+    """
+
+
+def _ms(x: float | None) -> str:
+    return "–" if x is None else f"{x * 1000:.1f}"
+
+
+def _s(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
+def _f(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1f}"
+
+
+def summary_table(run: Run) -> Table:
+    t = Table(title=Text(f"run {run.run_id} ({run.status})"), title_justify="left")
+    for col in ("model", "ok", "failed", "TTFT p50 ms", "TTFT p95 ms", "ITL p50 ms", "e2e avg s", "e2e p95 s",
+                "decode tok/s", "tokens from"):
+        t.add_column(col, justify="left" if col in ("model", "tokens from") else "right")
+    for ms in stats.run_stats(run):
+        info = run.models[ms.model]
+        name = Text(ms.model)
+        if info.status in ("skipped", "failed"):
+            name.append(f" ({info.status})", style="yellow")
+        t.add_row(
+            name, str(ms.ok), Text(str(ms.failed), style="red" if ms.failed else ""),
+            _ms(ms.ttft.p50), _ms(ms.ttft.p95), _ms(ms.itl.p50), _s(ms.e2e.mean), _s(ms.e2e.p95),
+            _f(ms.decode_tps.p50), Text(", ".join(ms.tokens_sources) or "–"),
+        )
+    return t
+
+
+def failure_lines(run: Run) -> list[Text]:
+    lines = []
+    for key, info in run.models.items():
+        if info.status in ("skipped", "failed"):
+            lines.append(Text(f"{key}: {info.status}: {info.reason}"))
+    counts: dict[tuple[str, str], list[Sample]] = {}
+    for s in run.samples:
+        if not s.ok:
+            counts.setdefault((s.model, s.error or "?"), []).append(s)
+    for (model, error), ss in counts.items():
+        warm = sum(1 for s in ss if s.warmup)
+        extra = f" ({warm} in warmup)" if warm else ""
+        lines.append(Text(f"{model}: {len(ss)} × {error}{extra}: {ss[-1].error_detail}"))
+    return lines
+
+
+class ProgressReporter:
+    def __init__(self, console: Console, enabled: bool):
+        self.enabled = enabled
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
+        )
+        self.task = None
+
+    def __enter__(self) -> "ProgressReporter":
+        if self.enabled:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+    def start(self, run: Run, total: int) -> None:
+        if self.enabled:
+            self.task = self.progress.add_task(f"run {run.run_id}", total=total)
+
+    def model(self, key: str, info: ModelInfo) -> None:
+        if self.enabled and info.status != "ok":
+            self.progress.console.print(Text(f"{key}: {info.status}: {info.reason}", style="yellow"))
+
+    def sample(self, sample: Sample) -> None:
+        if self.enabled and self.task is not None:
+            self.progress.update(self.task, advance=1, description=Text(f"{sample.model} · {sample.prompt_id}").plain)
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not in the main thread (tests)
+        pass
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="bench.yaml to use (default: ./bench.yaml if present).")
+@click.option("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1 (replaces configured endpoints).")
+@click.option("--models", help="Comma-separated model names as the server knows them.")
+@click.option("--prompts", type=click.Path(path_type=Path), help="Prompts file: JSON/YAML list of strings or of {id, text, rubric}.")
+@click.option("--rounds", type=int, help="Measured rounds per prompt (default 3).")
+@click.option("--warmup", type=int, help="Warmup requests per model, excluded from statistics (default 1).")
+@click.option("--max-tokens", type=int, help="Completion token limit, sent as max_tokens (default 150).")
+@click.option("--timeout", type=float, help="Per-request timeout in seconds (default 300).")
+@click.option("--stall-timeout", type=float, help="Longest silence allowed inside a stream, seconds (default 60).")
+@click.option("--results-dir", type=click.Path(path_type=Path), help="Where run files go (default results/).")
+@click.option("--no-stream", is_flag=True, default=None, help="Non-streamed requests: end-to-end latency only.")
+@click.option("--resume", "resume", metavar="RUN_ID", help="Run only the missing cells of an earlier run.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def collect(config_path: Path | None, endpoint: str | None, models: str | None, prompts: Path | None,
+            rounds: int | None, warmup: int | None, max_tokens: int | None, timeout: float | None,
+            stall_timeout: float | None, results_dir: Path | None, no_stream: bool | None, resume: str | None,
+            quiet: bool) -> None:
+    """Run the model x prompt matrix and write results/<run-id>.json."""
+    env = os.environ
+    if resume:
+        rdir = results_dir or Path(env.get("BENCH_RESULTS_DIR") or "results")
+        endpoint = endpoint or env.get("FOUNDRY_LOCAL_ENDPOINT") or env.get("OPENAI_BASE_URL")
+        plan, writer = runner.prepare(None, resume=resume, results_dir=rdir, endpoint_override=endpoint)
+    else:
+        plan = config_mod.resolve(
+            config_path, env=env, endpoint=endpoint, models=models, prompts=prompts, rounds=rounds,
+            warmup=warmup, max_tokens=max_tokens, timeout=timeout, stall_timeout=stall_timeout,
+            results_dir=results_dir, stream=False if no_stream else None,
+        )
+        plan, writer = runner.prepare(plan)
+    if not plan.generation.stream:
+        err.print("note: --no-stream measures end-to-end latency only (no TTFT, no inter-token gaps)")
+    _sigterm_as_interrupt()
+    show_progress = not quiet and err.is_terminal
+    with ProgressReporter(err, show_progress) as reporter:
+        outcome = runner.collect(plan, writer, env=env, reporter=reporter)
+    run = outcome.run
+    if not quiet:
+        out.print(summary_table(run))
+    problems = failure_lines(run)
+    if problems:
+        err.print(Text("failures:", style="bold yellow"))
+        for line in problems:
+            err.print(Text("  ") + line)
+    err.print(Text(f"wrote {outcome.path} ({run.status})"))
+    if not any(s.ok for s in run.samples if not s.warmup):
+        raise BenchError(f"no request succeeded in run {run.run_id}; see the failures above")
+
+
+@main.command()
+@click.argument("run_ref", default="latest", metavar="[RUN_ID|latest|FILE]")
+@click.option("--results-dir", type=click.Path(path_type=Path), help="Where run files are (default results/).")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+def show(run_ref: str, results_dir: Path | None, as_json: bool) -> None:
+    """Summarize one run per model: requests, TTFT, ITL, e2e, decode tokens/s."""
+    rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
+    run = store.load_run(store.find_run(rdir, run_ref))
+    if as_json:
+        payload = {
+            "run_id": run.run_id,
+            "status": run.status,
+            "workload_hash": run.workload.hash,
+            "models": {
+                ms.model: {**ms.as_dict(), "status": run.models[ms.model].status, "reason": run.models[ms.model].reason}
+                for ms in stats.run_stats(run)
+            },
+        }
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    out.print(summary_table(run))
+    for line in failure_lines(run):
+        out.print(Text("  ") + line)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="bench.yaml to use.")
+@click.option("--endpoint", help="Check this base URL instead of the configured endpoints.")
+@click.option("--models", help="Comma-separated model names to probe.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per probe.")
+def models(config_path: Path | None, endpoint: str | None, models: str | None, timeout: float) -> None:
+    """Validation checklist: is each endpoint reachable, what does it list, does each model answer?"""
+    from bench.probe import checklist
+
+    plan = config_mod.resolve(config_path, env=os.environ, endpoint=endpoint, models=models, require_endpoint=False)
+    if not plan.endpoints:
+        raise BenchError("no endpoint to check: pass --endpoint http://HOST:PORT/v1 or list endpoints in bench.yaml")
+    rows = checklist(plan, env=os.environ, timeout_s=timeout)
+    t = Table(title="bench models", title_justify="left")
+    for col in ("", "endpoint", "model", "detail"):
+        t.add_column(col)
+    for row in rows:
+        mark = Text("✓", style="green") if row.ok else Text("✗", style="red")
+        t.add_row(mark, Text(row.endpoint), Text(row.model or "–"), Text(row.detail))
+    out.print(t)
+    if not all(r.ok for r in rows):
+        sys.exit(1)

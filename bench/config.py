@@ -1,0 +1,500 @@
+"""Load and validate bench.yaml, then apply environment and flag overrides.
+
+Precedence, weakest first: bench.yaml < environment < command-line flags. The result is a
+:class:`Plan`: everything the runner needs, with secrets held only as the *name* of the
+environment variable that carries them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from bench.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "bench.yaml"
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+# A silent stream never hangs a run, even when bench.yaml sets no stall timeout.
+DEFAULT_STALL_TIMEOUT_S = 60.0
+DEFAULT_TIMEOUT_S = 300.0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Endpoint(_Strict):
+    """An OpenAI-compatible server. The key is never stored: only the variable's name."""
+
+    name: str
+    base_url: str
+    api_key_env: str = DEFAULT_KEY_ENV
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"base_url must start with http:// or https://, got {v!r}")
+        return v.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError(
+                "api_key_env is the NAME of an environment variable (like OPENAI_API_KEY), "
+                "not the key itself"
+            )
+        return v
+
+
+class Model(_Strict):
+    """A model as the server knows it, plus what the selection framework needs about it."""
+
+    name: str
+    endpoint: str | None = None
+    label: str | None = None
+    license: str | None = None
+    capabilities: list[str] = Field(default_factory=list)
+    notes: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+class Prompt(_Strict):
+    id: str
+    text: str
+    rubric: dict[str, Any] | None = None
+
+
+class Generation(_Strict):
+    max_tokens: int = Field(150, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    seed: int | None = 42
+    stream: bool = True
+
+
+class Config(_Strict):
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    models: list[Model] = Field(default_factory=list)
+    prompts: list[Prompt | str] | None = None
+    prompts_file: str | None = None
+    generation: Generation = Field(default_factory=Generation)
+    rounds: int = Field(3, ge=1)
+    warmup: int = Field(1, ge=0)
+    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0)
+    stall_timeout_s: float = Field(DEFAULT_STALL_TIMEOUT_S, gt=0)
+    retries: int = Field(3, ge=0)
+    max_consecutive_failures: int = Field(3, ge=1)
+    results_dir: str = "results"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The resolved benchmark: what to run, where, and how."""
+
+    endpoints: dict[str, Endpoint]
+    models: list[Model]
+    prompts: list[Prompt]
+    generation: Generation
+    rounds: int
+    warmup: int
+    timeout_s: float
+    stall_timeout_s: float
+    retries: int
+    max_consecutive_failures: int
+    results_dir: Path
+    config_path: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def endpoint_of(self, model: Model) -> Endpoint:
+        return self.endpoints[model.endpoint or next(iter(self.endpoints))]
+
+    def snapshot(self) -> dict[str, Any]:
+        """The plan as stored in a results file: no secrets, URLs without credentials."""
+        return {
+            "config_path": self.config_path,
+            "overrides": dict(self.overrides),
+            "endpoints": [
+                {**e.model_dump(), "base_url": redact_url(e.base_url)} for e in self.endpoints.values()
+            ],
+            "models": [m.model_dump(exclude_none=True) for m in self.models],
+            "prompts": [p.model_dump(exclude_none=True) for p in self.prompts],
+            "generation": self.generation.model_dump(),
+            "rounds": self.rounds,
+            "warmup": self.warmup,
+            "timeout_s": self.timeout_s,
+            "stall_timeout_s": self.stall_timeout_s,
+            "retries": self.retries,
+            "max_consecutive_failures": self.max_consecutive_failures,
+        }
+
+
+def redact_url(url: str) -> str:
+    """Drop user:password and the query string (where keys sometimes hide) from a URL."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+# ----------------------------------------------------------------------------- loading YAML
+
+
+def _yaml() -> YAML:
+    y = YAML(typ="rt")
+    y.allow_duplicate_keys = False
+    return y
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML (or JSON) file; errors name file:line and say what to fix."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror})") from None
+    try:
+        return _yaml().load(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = " ".join(str(x) for x in (e.context, e.problem) if x)
+        raise ConfigError(f"{where}: malformed YAML: {problem}. Fix the syntax and try again.") from None
+    except YAMLError as e:
+        raise ConfigError(f"{path}: malformed YAML: {e}") from None
+
+
+def _line_of(data: Any, loc: tuple) -> int | None:
+    """Best-effort 1-based line of the YAML node at a pydantic error location."""
+    line = None
+    node = data
+    for part in loc:
+        lc = getattr(node, "lc", None)
+        try:
+            if lc is not None and isinstance(part, str) and part in node:
+                line = lc.key(part)[0] + 1
+            elif lc is not None and isinstance(part, int) and part < len(node):
+                line = lc.item(part)[0] + 1
+            node = node[part]
+        except (KeyError, IndexError, TypeError, AttributeError):
+            break
+    if line is None and getattr(data, "lc", None) is not None:
+        line = data.lc.line + 1
+    return line
+
+
+def _validation_message(path: Path | str, data: Any, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p in ("str", "Prompt")))
+    line = _line_of(data, loc)
+    where = f"{path}:{line}" if line else str(path)
+    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = f" Allowed keys here: {', '.join(allowed)}." if allowed else ""
+        msg = f"{where}: unknown key '{loc[-1]}' at {dotted}.{hint}"
+    else:
+        msg = f"{where}: {dotted}: {first['msg']}"
+    more = len(err.errors()) - 1
+    return msg + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def _allowed_keys(parent: tuple) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in parent:
+        if isinstance(part, int):
+            continue
+        ann = model.model_fields.get(str(part))
+        if ann is None:
+            return []
+        sub = {"endpoints": Endpoint, "models": Model, "prompts": Prompt, "generation": Generation}
+        model = sub.get(str(part), model)
+    return list(model.model_fields)
+
+
+def load_config(path: Path | None) -> tuple[Config, Path | None]:
+    """Load bench.yaml (the given path, or ./bench.yaml when present, or built-in defaults)."""
+    if path is None:
+        candidate = Path(DEFAULT_CONFIG_NAME)
+        if not candidate.is_file():
+            return Config(), None
+        path = candidate
+    data = read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys (endpoints:, models:, ...)")
+    try:
+        return Config.model_validate(_plain(data)), path
+    except ValidationError as e:
+        raise ConfigError(_validation_message(path, data, e)) from None
+
+
+def _plain(data: Any) -> Any:
+    """ruamel's CommentedMap/Seq to plain dict/list (pydantic validates plain types)."""
+    if isinstance(data, Mapping):
+        return {str(k): _plain(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_plain(v) for v in data]
+    return data
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+def _slug(text: str, taken: set[str]) -> str:
+    words = re.findall(r"[a-z0-9]+", text.lower())[:6]
+    base = "-".join(words) or "prompt"
+    slug, n = base, 2
+    while slug in taken:
+        slug, n = f"{base}-{n}", n + 1
+    taken.add(slug)
+    return slug
+
+
+def normalize_prompts(items: Any, source: str, data: Any = None) -> list[Prompt]:
+    """A list of strings or of {id, text, rubric} objects -> prompts with unique ids."""
+    if not isinstance(items, list) or not items:
+        raise ConfigError(
+            f"{source}: prompts must be a non-empty list of strings or of objects with 'text' "
+            "(and optional 'id', 'rubric')"
+        )
+    taken: set[str] = set()
+    out: list[Prompt] = []
+    for i, item in enumerate(items):
+        if isinstance(item, Prompt):
+            item = item.model_dump(exclude_none=True)
+        if isinstance(item, str):
+            item = {"text": item}
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{source}: prompt #{i + 1} must be a string or an object with 'text'")
+        item = _plain(item)
+        if "id" not in item and isinstance(item.get("text"), str):
+            item = {"id": _slug(item["text"], taken), **item}
+        try:
+            prompt = Prompt.model_validate(item)
+        except ValidationError as e:
+            where = source
+            line = _line_of(data, (i,)) if data is not None else None
+            if line:
+                where = f"{source}:{line}"
+            first = e.errors()[0]
+            raise ConfigError(
+                f"{where}: prompt #{i + 1}: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+            ) from None
+        if not prompt.text.strip():
+            raise ConfigError(f"{source}: prompt '{prompt.id}' has empty text")
+        out.append(prompt)
+    ids = [p.id for p in out]
+    dupes = sorted({x for x in ids if ids.count(x) > 1})
+    if dupes:
+        raise ConfigError(f"{source}: duplicate prompt ids {', '.join(dupes)}: give each prompt a unique id")
+    return out
+
+
+def load_prompts_file(path: Path) -> list[Prompt]:
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such prompts file") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
+    else:
+        data = read_yaml(path)
+    return normalize_prompts(data, str(path), data)
+
+
+def default_prompts() -> list[Prompt]:
+    ref = resources.files("bench") / "data" / "prompts.yaml"
+    data = _yaml().load(ref.read_text(encoding="utf-8"))
+    return normalize_prompts(data, "bench/data/prompts.yaml", data)
+
+
+# ----------------------------------------------------------------------------- overrides
+
+
+def _env_bool(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r}: use 0 or 1")
+
+
+def _split_names(raw: str | None) -> list[str] | None:
+    if raw is None:
+        return None
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    return names or None
+
+
+def resolve(
+    config_path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    endpoint: str | None = None,
+    models: str | None = None,
+    prompts: Path | None = None,
+    rounds: int | None = None,
+    warmup: int | None = None,
+    max_tokens: int | None = None,
+    timeout: float | None = None,
+    stall_timeout: float | None = None,
+    results_dir: Path | None = None,
+    stream: bool | None = None,
+    require_endpoint: bool = True,
+) -> Plan:
+    """bench.yaml < environment < flags, validated into a :class:`Plan`."""
+    env = os.environ if env is None else env
+    cfg, path = load_config(config_path)
+    overrides: dict[str, Any] = {}
+
+    def pick(name: str, flag: Any, env_value: Any, cfg_value: Any) -> Any:
+        if flag is not None:
+            overrides[name] = "flag"
+            return flag
+        if env_value is not None:
+            overrides[name] = "env"
+            return env_value
+        return cfg_value
+
+    # Endpoints
+    url = pick(
+        "endpoint", endpoint, env.get("FOUNDRY_LOCAL_ENDPOINT") or env.get("OPENAI_BASE_URL") or None, None
+    )
+    endpoints = {e.name: e for e in cfg.endpoints}
+    if len(endpoints) != len(cfg.endpoints):
+        raise ConfigError(f"{path}: two endpoints share a name: give each a unique name")
+    if url:
+        key_env = cfg.endpoints[0].api_key_env if cfg.endpoints else DEFAULT_KEY_ENV
+        try:
+            endpoints = {"default": Endpoint(name="default", base_url=url, api_key_env=key_env)}
+        except ValidationError as e:
+            raise ConfigError(f"endpoint {url!r}: {e.errors()[0]['msg']}") from None
+    if require_endpoint and not endpoints:
+        raise ConfigError(
+            "no endpoint configured: pass --endpoint http://HOST:PORT/v1, set OPENAI_BASE_URL, "
+            "or list endpoints in bench.yaml"
+        )
+
+    # Models
+    names = pick("models", _split_names(models), _split_names(env.get("BENCH_MODELS")), None)
+    by_key = {m.key: m for m in cfg.models}
+    if len(by_key) != len(cfg.models):
+        raise ConfigError(
+            f"{path}: two models share a name: give each a unique 'label' (the same model on two servers)"
+        )
+    chosen = [by_key.get(n) or Model(name=n) for n in names] if names else list(cfg.models)
+    first = next(iter(endpoints), None)
+    resolved_models = []
+    for m in chosen:
+        ep = first if url or m.endpoint is None else m.endpoint
+        if ep is not None and ep not in endpoints:
+            raise ConfigError(
+                f"{path}: model '{m.key}' names endpoint '{m.endpoint}', which is not defined; "
+                f"defined: {', '.join(endpoints) or 'none'}"
+            )
+        resolved_models.append(m.model_copy(update={"endpoint": ep}))
+    if require_endpoint and not resolved_models:
+        raise ConfigError(
+            "no models to benchmark: pass --models a,b (as the server names them), set BENCH_MODELS, "
+            "or list models in bench.yaml; `bench models --endpoint URL` shows what a server has"
+        )
+
+    # Prompts
+    if prompts is not None:
+        overrides["prompts"] = "flag"
+        prompt_list = load_prompts_file(prompts)
+    elif cfg.prompts is not None:
+        prompt_list = normalize_prompts(list(cfg.prompts), str(path))
+    elif cfg.prompts_file:
+        base = path.parent if path else Path(".")
+        prompt_list = load_prompts_file(base / cfg.prompts_file)
+    else:
+        prompt_list = default_prompts()
+
+    gen = cfg.generation
+    stream_v = pick("stream", stream, _env_bool(env, "BENCH_STREAM"), gen.stream)
+    tokens_v = pick("max_tokens", max_tokens, None, gen.max_tokens)
+    try:
+        gen = Generation(max_tokens=tokens_v, temperature=gen.temperature, seed=gen.seed, stream=stream_v)
+    except ValidationError as e:
+        raise ConfigError(f"max tokens: {e.errors()[0]['msg']}") from None
+
+    rounds_v = pick("rounds", rounds, None, cfg.rounds)
+    warmup_v = pick("warmup", warmup, None, cfg.warmup)
+    timeout_v = pick("timeout_s", timeout, None, cfg.timeout_s)
+    stall_v = pick("stall_timeout_s", stall_timeout, None, cfg.stall_timeout_s)
+    if rounds_v < 1:
+        raise ConfigError(f"rounds must be at least 1 (got {rounds_v})")
+    if warmup_v < 0:
+        raise ConfigError(f"warmup must be 0 or more (got {warmup_v})")
+    if timeout_v <= 0 or stall_v <= 0:
+        raise ConfigError("timeouts must be positive numbers of seconds")
+    rdir = pick("results_dir", results_dir, env.get("BENCH_RESULTS_DIR") or None, None)
+    if rdir is None:
+        rdir = Path(cfg.results_dir)
+        if path is not None and not rdir.is_absolute():
+            rdir = path.parent / rdir
+
+    return Plan(
+        endpoints=endpoints,
+        models=resolved_models,
+        prompts=prompt_list,
+        generation=gen,
+        rounds=rounds_v,
+        warmup=warmup_v,
+        timeout_s=float(timeout_v),
+        stall_timeout_s=float(min(stall_v, timeout_v)),
+        retries=cfg.retries,
+        max_consecutive_failures=cfg.max_consecutive_failures,
+        results_dir=Path(rdir),
+        config_path=str(path) if path else None,
+        overrides=overrides,
+    )
+
+
+def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path, endpoint: str | None = None) -> Plan:
+    """Rebuild the plan a run file was made with (for --resume). ``endpoint`` replaces every
+    endpoint's URL (servers with dynamic ports move between sessions)."""
+    try:
+        endpoints = {e["name"]: Endpoint.model_validate(e) for e in snapshot["endpoints"]}
+        if endpoint:
+            endpoints = {n: e.model_copy(update={"base_url": endpoint.rstrip("/")}) for n, e in endpoints.items()}
+        return Plan(
+            endpoints=endpoints,
+            models=[Model.model_validate(m) for m in snapshot["models"]],
+            prompts=[Prompt.model_validate(p) for p in snapshot["prompts"]],
+            generation=Generation.model_validate(snapshot["generation"]),
+            rounds=int(snapshot["rounds"]),
+            warmup=int(snapshot["warmup"]),
+            timeout_s=float(snapshot["timeout_s"]),
+            stall_timeout_s=float(snapshot["stall_timeout_s"]),
+            retries=int(snapshot["retries"]),
+            max_consecutive_failures=int(snapshot["max_consecutive_failures"]),
+            results_dir=results_dir,
+            config_path=snapshot.get("config_path"),
+            overrides=dict(snapshot.get("overrides") or {}),
+        )
+    except (KeyError, TypeError, ValueError, ValidationError) as e:
+        raise ConfigError(f"the run file's config snapshot is incomplete or invalid ({e}); start a new run") from None

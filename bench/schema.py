@@ -1,0 +1,142 @@
+"""The results file format: one JSON file per run, raw per-request samples are the truth.
+
+Statistics are computed when a file is loaded (``bench.stats``), so a better statistic never
+needs a migration. A change to what is *stored* bumps ``SCHEMA_VERSION`` and adds an
+``_upgrade_to_N`` step in ``bench.store``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# History of the format (bump on any change to what is stored; add bench.store._upgrade_to_N):
+#   1 (bench 0.1.0): first version. Run metadata (git, machine, endpoints, models, config
+#     snapshot, workload hash) and per-request samples with TTFT, inter-token gaps, e2e,
+#     token counts and their source, output, and every HTTP attempt.
+SCHEMA_VERSION = 1
+
+RunStatus = Literal["running", "complete", "partial", "interrupted"]
+TokensSource = Literal["usage", "tokenize", "usage_probe", "chunks"]
+# Why a request failed. A failed request never enters latency statistics.
+ErrorKind = Literal[
+    "truncated",  # stream ended without a finish_reason
+    "empty",  # the answer had no content
+    "stall",  # the stream was silent for longer than the stall timeout
+    "timeout",  # the request took longer than the request timeout
+    "rate_limited",  # HTTP 429 after every retry
+    "server_error",  # HTTP 5xx after every retry
+    "client_error",  # other HTTP 4xx
+    "unknown_model",  # the server does not serve this model
+    "connection",  # could not connect, or the connection broke
+    "protocol",  # the response was not a valid chat completion
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Attempt(_Model):
+    """One HTTP attempt of a request (429/5xx are retried; every attempt is kept)."""
+
+    error: ErrorKind | None = None
+    http_status: int | None = None
+    detail: str | None = None
+    elapsed_s: float
+    retry_after_s: float | None = None
+
+
+class Sample(_Model):
+    """One request of the matrix. Latencies in seconds, measured with perf_counter_ns."""
+
+    model: str
+    prompt_id: str
+    round: int = Field(description="0-based round; warmup requests count their own rounds")
+    warmup: bool
+    ok: bool
+    error: ErrorKind | None = None
+    error_detail: str | None = None
+    started_at: str = Field(description="UTC ISO-8601 time the request was sent")
+    stream: bool
+    ttft_s: float | None = Field(None, description="request sent -> first chunk with content (streams only)")
+    e2e_s: float | None = Field(None, description="request sent -> end of response")
+    itl_s: list[float] = Field(default_factory=list, description="gaps between content chunks after the first")
+    chunks: int = Field(0, description="content-bearing chunks received")
+    completion_tokens: int | None = None
+    prompt_tokens: int | None = None
+    tokens_source: TokensSource | None = None
+    finish_reason: str | None = None
+    over_limit: bool = Field(False, description="more completion tokens than max_tokens asked for")
+    resolved_model: str | None = None
+    output: str = ""
+    reasoning: str = ""
+    attempts: list[Attempt] = Field(default_factory=list)
+
+
+class GitInfo(_Model):
+    commit: str | None = None
+    branch: str | None = None
+    dirty: bool | None = None
+
+
+class Machine(_Model):
+    hostname_hash: str | None = Field(None, description="sha256 prefix of the hostname (not the name)")
+    os: str
+    python: str
+    cpu: str | None = None
+    cores_physical: int | None = None
+    cores_logical: int | None = None
+    ram_bytes: int | None = None
+    gpus: list[str] = Field(default_factory=list)
+
+
+class EndpointInfo(_Model):
+    name: str
+    base_url: str = Field(description="without credentials or query string")
+    reachable: bool
+    server: str | None = Field(None, description="the Server header, untrusted text")
+    models: list[str] = Field(default_factory=list, description="model ids the server listed")
+    error: str | None = None
+
+
+class ModelInfo(_Model):
+    name: str = Field(description="the model id sent to the server")
+    endpoint: str
+    status: Literal["pending", "ok", "skipped", "failed"] = "pending"
+    reason: str | None = None
+    resolved_id: str | None = Field(None, description="the model id the server answered with")
+    license: str | None = None
+    capabilities: list[str] = Field(default_factory=list)
+    notes: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict, description="runtime facts (memory, disk, ...)")
+
+
+class Workload(_Model):
+    hash: str = Field(description="sha256 of prompts + generation params: equal hash = comparable runs")
+    prompts: list[dict[str, Any]]
+    generation: dict[str, Any]
+
+
+class Run(_Model):
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    status: RunStatus
+    started_at: str
+    ended_at: str | None = None
+    bench_version: str
+    git: GitInfo | None = None
+    machine: Machine
+    endpoints: list[EndpointInfo] = Field(default_factory=list)
+    models: dict[str, ModelInfo] = Field(default_factory=dict, description="keyed by model label")
+    workload: Workload
+    config: dict[str, Any]
+    samples: list[Sample] = Field(default_factory=list)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Run.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = f"bench results file, schema_version {SCHEMA_VERSION}"
+    return schema

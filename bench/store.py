@@ -1,0 +1,184 @@
+"""Results files on disk: ids, atomic writes, loading with version checks and upgrades."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from bench.errors import ResultsError
+from bench.schema import SCHEMA_VERSION, Run, Workload
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Unique and sortable by time: 20261122T021631.123Z-3fa9c2."""
+    now = now or datetime.now(timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
+
+
+def workload(prompts: list[dict[str, Any]], generation: dict[str, Any]) -> Workload:
+    """Runs are comparable when prompts and generation params are identical (rounds may differ)."""
+    canon = json.dumps(
+        {"prompts": [{"id": p["id"], "text": p["text"]} for p in prompts], "generation": generation},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return Workload(
+        hash=hashlib.sha256(canon.encode()).hexdigest()[:16], prompts=prompts, generation=generation
+    )
+
+
+def run_path(results_dir: Path, run_id: str) -> Path:
+    return results_dir / f"{run_id}.json"
+
+
+def ensure_writable(results_dir: Path) -> None:
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=results_dir, prefix=".probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ResultsError(
+            f"results directory {results_dir} is not writable ({e.strerror}): "
+            "pass --results-dir DIR or set BENCH_RESULTS_DIR to a writable folder"
+        ) from None
+
+
+def _atomic_write(path: Path, text: str, *, exclusive: bool) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if exclusive:
+            # link() fails if the target exists: a run file is never overwritten by a new run.
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise ResultsError(f"{path} already exists; refusing to overwrite a run file") from None
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class RunWriter:
+    """Writes a run file incrementally: every save is a complete, valid file (temp + rename)."""
+
+    def __init__(self, path: Path, run: Run, *, new: bool):
+        self.path = path
+        self.run = run
+        self._created = not new
+
+    def save(self) -> None:
+        text = json.dumps(self.run.model_dump(mode="json"), indent=1, ensure_ascii=False) + "\n"
+        _atomic_write(self.path, text, exclusive=not self._created)
+        self._created = True
+
+
+# ----------------------------------------------------------------------------- loading
+
+# Upgrades: _UPGRADES[n] turns a version-n dict into a version-(n+1) dict.
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
+    version = data.get("schema_version")
+    if not isinstance(version, int) or version < 1:
+        raise ResultsError(f"{source}: not a bench results file (no integer schema_version)")
+    if version > SCHEMA_VERSION:
+        raise ResultsError(
+            f"{source}: written by a newer bench (schema_version {version}, this bench reads up to "
+            f"{SCHEMA_VERSION}); upgrade bench: pip install -U bench"
+        )
+    while version < SCHEMA_VERSION:
+        data = _UPGRADES[version](data)
+        version += 1
+        data["schema_version"] = version
+    return data
+
+
+def load_run(path: Path) -> Run:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such results file") from None
+    except OSError as e:
+        raise ResultsError(f"{path}: cannot read it ({e.strerror})") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{path}:{e.lineno}: corrupt results file (invalid JSON: {e.msg})") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: not a bench results file (top level is not an object)")
+    data = upgrade(data, str(path))
+    try:
+        return Run.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ResultsError(f"{path}: invalid results file at {where}: {first['msg']}") from None
+
+
+@dataclass(frozen=True)
+class LoadProblem:
+    path: Path
+    message: str
+
+
+def list_run_files(results_dir: Path) -> list[Path]:
+    if not results_dir.is_dir():
+        return []
+    return sorted(p for p in results_dir.glob("*.json") if not p.name.startswith("."))
+
+
+def load_all(results_dir: Path) -> tuple[list[Run], list[LoadProblem]]:
+    """Every readable run, oldest first, plus a problem per file that could not be read."""
+    runs, problems = [], []
+    for p in list_run_files(results_dir):
+        try:
+            runs.append(load_run(p))
+        except ResultsError as e:
+            problems.append(LoadProblem(p, str(e)))
+    runs.sort(key=lambda r: r.run_id)
+    return runs, problems
+
+
+def find_run(results_dir: Path, ref: str) -> Path:
+    """A run id, 'latest', a unique id prefix, or a path to a results file."""
+    as_path = Path(ref)
+    if ref.endswith(".json") and as_path.is_file():
+        return as_path
+    files = list_run_files(results_dir)
+    if ref == "latest":
+        if not files:
+            raise ResultsError(f"no results in {results_dir}: run `bench collect` first")
+        return files[-1]
+    exact = results_dir / f"{ref}.json"
+    if exact.is_file():
+        return exact
+    matches = [p for p in files if p.stem.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        known = ", ".join(p.stem for p in files[-5:]) or "none"
+        raise ResultsError(f"no run '{ref}' in {results_dir} (latest runs: {known})")
+    raise ResultsError(f"'{ref}' matches {len(matches)} runs in {results_dir}; give more of the id")
