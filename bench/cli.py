@@ -21,7 +21,7 @@ from bench import runner, stats, store
 from bench.errors import BenchError
 from bench.schema import ModelInfo, Run, Sample
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False)
 
 

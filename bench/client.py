@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import parse_qsl
 from urllib.request import Request, urlopen
 
 import openai
@@ -48,7 +49,12 @@ def make_client(endpoint: Endpoint, env: dict[str, str] | Any) -> openai.OpenAI:
     # Local servers need no key; the openai client insists on a non-empty one.
     key = env.get(endpoint.api_key_env) or "not-needed"
     http_client = openai.DefaultHttpxClient(event_hooks={"request": [_mark_sent], "response": []})
-    return openai.OpenAI(base_url=endpoint.base_url, api_key=key, max_retries=0, http_client=http_client)
+    # A query string (Azure's api-version, a proxy's key) goes on every request, not into the path.
+    base, _, query = endpoint.base_url.partition("?")
+    return openai.OpenAI(
+        base_url=base, api_key=key, max_retries=0, http_client=http_client,
+        default_query=dict(parse_qsl(query)) if query else None,
+    )
 
 
 def _start_time(fallback_ns: int) -> int:
@@ -278,7 +284,7 @@ class TokenCounter:
     """
 
     def __init__(self, endpoint: Endpoint, client: openai.OpenAI, env: Any, timeout_s: float):
-        self.root = endpoint.base_url.rstrip("/")
+        self.root = endpoint.base_url.partition("?")[0].rstrip("/")
         if self.root.endswith("/v1"):
             self.root = self.root[:-3]
         key = env.get(endpoint.api_key_env)

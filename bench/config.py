@@ -45,7 +45,8 @@ class Endpoint(_Strict):
     def _http_url(cls, v: str) -> str:
         if not re.match(r"^https?://[^/\s]+", v):
             raise ValueError(f"base_url must start with http:// or https://, got {v!r}")
-        return v.rstrip("/")
+        base, sep, query = v.partition("?")
+        return base.rstrip("/") + sep + query
 
     @field_validator("api_key_env")
     @classmethod
@@ -199,6 +200,10 @@ def _line_of(data: Any, loc: tuple) -> int | None:
     return line
 
 
+def _msg(first: Mapping[str, Any]) -> str:
+    return str(first["msg"]).removeprefix("Value error, ")
+
+
 def _validation_message(path: Path | str, data: Any, err: ValidationError) -> str:
     first = err.errors()[0]
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p in ("str", "Prompt")))
@@ -210,7 +215,7 @@ def _validation_message(path: Path | str, data: Any, err: ValidationError) -> st
         hint = f" Allowed keys here: {', '.join(allowed)}." if allowed else ""
         msg = f"{where}: unknown key '{loc[-1]}' at {dotted}.{hint}"
     else:
-        msg = f"{where}: {dotted}: {first['msg']}"
+        msg = f"{where}: {dotted}: {_msg(first)}"
     more = len(err.errors()) - 1
     return msg + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
 
@@ -296,7 +301,7 @@ def normalize_prompts(items: Any, source: str, data: Any = None) -> list[Prompt]
                 where = f"{source}:{line}"
             first = e.errors()[0]
             raise ConfigError(
-                f"{where}: prompt #{i + 1}: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+                f"{where}: prompt #{i + 1}: {'.'.join(map(str, first['loc']))}: {_msg(first)}"
             ) from None
         if not prompt.text.strip():
             raise ConfigError(f"{source}: prompt '{prompt.id}' has empty text")
@@ -390,7 +395,7 @@ def resolve(
         try:
             endpoints = {"default": Endpoint(name="default", base_url=url, api_key_env=key_env)}
         except ValidationError as e:
-            raise ConfigError(f"endpoint {url!r}: {e.errors()[0]['msg']}") from None
+            raise ConfigError(f"endpoint {url!r}: {_msg(e.errors()[0])}") from None
     if require_endpoint and not endpoints:
         raise ConfigError(
             "no endpoint configured: pass --endpoint http://HOST:PORT/v1, set OPENAI_BASE_URL, "
@@ -439,7 +444,7 @@ def resolve(
     try:
         gen = Generation(max_tokens=tokens_v, temperature=gen.temperature, seed=gen.seed, stream=stream_v)
     except ValidationError as e:
-        raise ConfigError(f"max tokens: {e.errors()[0]['msg']}") from None
+        raise ConfigError(f"max tokens: {_msg(e.errors()[0])}") from None
 
     rounds_v = pick("rounds", rounds, None, cfg.rounds)
     warmup_v = pick("warmup", warmup, None, cfg.warmup)

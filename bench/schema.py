@@ -140,3 +140,13 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"bench results file, schema_version {SCHEMA_VERSION}"
     return schema
+
+
+def schema_text() -> str:
+    import json
+
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # python -m bench.schema > bench/schemas/run.schema.json
+    print(schema_text(), end="")
