@@ -230,3 +230,43 @@ def models(config_path: Path | None, endpoint: str | None, models: str | None, t
     out.print(t)
     if not all(r.ok for r in rows):
         sys.exit(1)
+
+
+@main.group("local")
+def local_group() -> None:
+    """The embedded llama.cpp runtime (needs: pip install -e '.[local]')."""
+
+
+@local_group.command("serve")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="bench.yaml with embedded models (path: ...).")
+@click.option("--models", help="Comma-separated embedded models (default: the built-in ones).")
+def local_serve(config_path: Path | None, models: str | None) -> None:
+    """Serve the embedded models for other clients until Ctrl-C; prints their URLs."""
+    import contextlib
+    import time
+
+    from bench import local
+
+    local.check_runtime()
+    plan = config_mod.resolve(config_path, env={}, models=models, require_endpoint=False)
+    chosen = [m for m in plan.models if m.embedded]
+    if not chosen:
+        raise BenchError("no embedded models to serve: give models a 'path' in bench.yaml, or omit --models")
+    with contextlib.ExitStack() as stack:
+        _sigterm_as_interrupt()
+        for m in chosen:
+            err.print(Text(f"starting {m.key} …"))
+            server = stack.enter_context(local.serve(
+                m.name, m.path or "", chat_format=m.chat_format, threads=plan.embedded.threads,
+                n_ctx=plan.embedded.n_ctx))
+            facts = server.facts
+            # Plain tab-separated lines, easy to read by scripts: label, URL, details.
+            click.echo(f"{m.key}\t{server.base_url}\tmodel '{m.name}', loaded in {facts.load_s:.2f} s, "
+                       f"{facts.rss_after_load_bytes / 2**20:.0f} MiB resident")
+            sys.stdout.flush()
+        err.print("serving; press Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            err.print("stopping")

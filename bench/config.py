@@ -21,6 +21,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from bench.errors import ConfigError
+from bench.local import EMBEDDED
+from bench.local import builtin_models as _builtin_models
 
 DEFAULT_CONFIG_NAME = "bench.yaml"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -68,6 +70,15 @@ class Model(_Strict):
     license: str | None = None
     capabilities: list[str] = Field(default_factory=list)
     notes: str | None = None
+    # Served by the embedded runtime (llama-cpp-python) instead of an endpoint:
+    path: str | None = Field(None, description="GGUF file, or builtin:NAME")
+    chat_format: str | None = None
+    quantization: str | None = None
+    parameters: int | None = None
+
+    @property
+    def embedded(self) -> bool:
+        return self.path is not None
 
     @property
     def key(self) -> str:
@@ -87,6 +98,13 @@ class Generation(_Strict):
     stream: bool = True
 
 
+class Embedded(_Strict):
+    """Options of the embedded llama.cpp servers."""
+
+    threads: int | None = Field(None, ge=1, description="default: physical cores")
+    n_ctx: int = Field(2048, ge=256)
+
+
 class Config(_Strict):
     endpoints: list[Endpoint] = Field(default_factory=list)
     models: list[Model] = Field(default_factory=list)
@@ -100,6 +118,7 @@ class Config(_Strict):
     retries: int = Field(3, ge=0)
     max_consecutive_failures: int = Field(3, ge=1)
     results_dir: str = "results"
+    embedded: Embedded = Field(default_factory=Embedded)
 
 
 @dataclass(frozen=True)
@@ -119,9 +138,14 @@ class Plan:
     results_dir: Path
     config_path: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    embedded: Embedded = field(default_factory=Embedded)
 
     def endpoint_of(self, model: Model) -> Endpoint:
         return self.endpoints[model.endpoint or next(iter(self.endpoints))]
+
+    @property
+    def uses_embedded(self) -> bool:
+        return any(m.embedded for m in self.models)
 
     def snapshot(self) -> dict[str, Any]:
         """The plan as stored in a results file: no secrets, URLs without credentials."""
@@ -140,6 +164,7 @@ class Plan:
             "stall_timeout_s": self.stall_timeout_s,
             "retries": self.retries,
             "max_consecutive_failures": self.max_consecutive_failures,
+            "embedded": self.embedded.model_dump(),
         }
 
 
@@ -396,12 +421,6 @@ def resolve(
             endpoints = {"default": Endpoint(name="default", base_url=url, api_key_env=key_env)}
         except ValidationError as e:
             raise ConfigError(f"endpoint {url!r}: {_msg(e.errors()[0])}") from None
-    if require_endpoint and not endpoints:
-        raise ConfigError(
-            "no endpoint configured: pass --endpoint http://HOST:PORT/v1, set OPENAI_BASE_URL, "
-            "or list endpoints in bench.yaml"
-        )
-
     # Models
     names = pick("models", _split_names(models), _split_names(env.get("BENCH_MODELS")), None)
     by_key = {m.key: m for m in cfg.models}
@@ -409,11 +428,32 @@ def resolve(
         raise ConfigError(
             f"{path}: two models share a name: give each a unique 'label' (the same model on two servers)"
         )
-    chosen = [by_key.get(n) or Model(name=n) for n in names] if names else list(cfg.models)
+    builtins = {m["name"]: Model.model_validate(m) for m in _builtin_models()}
+    if names:
+        chosen = []
+        for n in names:
+            m = by_key.get(n) or (builtins.get(n) if not endpoints else None) or Model(name=n)
+            chosen.append(m)
+    elif cfg.models:
+        chosen = list(cfg.models)
+    elif not endpoints:
+        chosen = list(builtins.values())  # nothing configured: the embedded default models
+    else:
+        chosen = []
     first = next(iter(endpoints), None)
     resolved_models = []
     for m in chosen:
+        if m.embedded and not url:
+            resolved_models.append(m.model_copy(update={"endpoint": EMBEDDED}))
+            continue
+        if m.embedded and url:
+            m = m.model_copy(update={"path": None, "chat_format": None})
         ep = first if url or m.endpoint is None else m.endpoint
+        if ep is None and require_endpoint:
+            raise ConfigError(
+                f"no endpoint for model '{m.key}': pass --endpoint http://HOST:PORT/v1, set OPENAI_BASE_URL, "
+                f"list endpoints in bench.yaml, or use a built-in embedded model ({', '.join(builtins)})"
+            )
         if ep is not None and ep not in endpoints:
             raise ConfigError(
                 f"{path}: model '{m.key}' names endpoint '{m.endpoint}', which is not defined; "
@@ -476,6 +516,7 @@ def resolve(
         results_dir=Path(rdir),
         config_path=str(path) if path else None,
         overrides=overrides,
+        embedded=cfg.embedded,
     )
 
 
@@ -500,6 +541,7 @@ def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path, endpoint:
             results_dir=results_dir,
             config_path=snapshot.get("config_path"),
             overrides=dict(snapshot.get("overrides") or {}),
+            embedded=Embedded.model_validate(snapshot.get("embedded") or {}),
         )
     except (KeyError, TypeError, ValueError, ValidationError) as e:
         raise ConfigError(f"the run file's config snapshot is incomplete or invalid ({e}); start a new run") from None

@@ -32,7 +32,7 @@ def checklist(plan: Plan, *, env: Mapping[str, str], timeout_s: float = 60.0) ->
                              f"{info.base_url}{server}: " + (info.error or f"lists {listed}")))
         if not info.reachable:
             continue
-        for m in (m for m in plan.models if plan.endpoint_of(m).name == name):
+        for m in (m for m in plan.models if not m.embedded and plan.endpoint_of(m).name == name):
             if not model_listed(m.name, info.models):
                 rows.append(CheckRow(False, name, m.key, unknown_model_reason(m.name, info)))
                 continue

@@ -16,6 +16,7 @@ import openai
 
 import bench
 from bench.client import RequestOptions, TokenCounter, make_client, run_request
+from bench import local
 from bench.config import Endpoint, Model, Plan, plan_from_snapshot, redact_url
 from bench.errors import BenchError, ResultsError
 from bench.machine import git_info, machine_info
@@ -97,6 +98,29 @@ def _cells(plan: Plan) -> Iterator[tuple[int, Any]]:
             yield r, p
 
 
+@dataclass
+class Target:
+    """Where one model's requests go."""
+
+    client: openai.OpenAI
+    counter: TokenCounter
+    probe: EndpointInfo
+
+
+def _model_extra(m: Model) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    builtin = local.BUILTINS.get(m.path.removeprefix("builtin:")) if m.path and m.path.startswith("builtin:") else None
+    if builtin:
+        extra.update(quantization=builtin.quantization, parameters=builtin.parameters, source=builtin.source)
+    if m.quantization:
+        extra["quantization"] = m.quantization
+    if m.parameters:
+        extra["parameters"] = m.parameters
+    if m.chat_format or (builtin and builtin.chat_format):
+        extra["chat_format"] = m.chat_format or (builtin.chat_format if builtin else None)
+    return extra
+
+
 def _new_run(plan: Plan) -> Run:
     prompts = [p.model_dump(exclude_none=True) for p in plan.prompts]
     return Run(
@@ -111,10 +135,11 @@ def _new_run(plan: Plan) -> Run:
         models={
             m.key: ModelInfo(
                 name=m.name,
-                endpoint=plan.endpoint_of(m).name,
+                endpoint=local.EMBEDDED if m.embedded else plan.endpoint_of(m).name,
                 license=m.license,
                 capabilities=list(m.capabilities),
                 notes=m.notes,
+                extra=_model_extra(m),
             )
             for m in plan.models
         },
@@ -131,6 +156,8 @@ def prepare(
     """A new run (plan given) or a run file to complete (resume given)."""
     if resume is None:
         assert plan is not None
+        if plan.uses_embedded:
+            local.check_runtime()
         ensure_writable(plan.results_dir)
         run = _new_run(plan)
         return plan, RunWriter(run_path(plan.results_dir, run.run_id), run, new=True)
@@ -141,6 +168,8 @@ def prepare(
         raise ResultsError(f"run {run.run_id} is already complete: nothing to resume")
     ensure_writable(path.parent)
     resumed = plan_from_snapshot(run.config, path.parent, endpoint_override)
+    if resumed.uses_embedded:
+        local.check_runtime()
     return resumed, RunWriter(path, run, new=False)
 
 
@@ -170,14 +199,12 @@ def collect(
         backoff_s=backoff_s,
     )
 
-    clients: dict[str, openai.OpenAI] = {}
-    counters: dict[str, TokenCounter] = {}
+    targets: dict[str, Target] = {}
     for name, ep in plan.endpoints.items():
-        clients[name] = make_client(ep, env)
-        counters[name] = TokenCounter(ep, clients[name], env, plan.timeout_s)
+        client = make_client(ep, env)
+        targets[name] = Target(client, TokenCounter(ep, client, env, plan.timeout_s), probe_endpoint(name, ep, client))
     # Latest probe replaces an older one for the same endpoint name (resume may re-probe).
-    probes = {name: probe_endpoint(name, ep, clients[name]) for name, ep in plan.endpoints.items()}
-    run.endpoints = [e for e in run.endpoints if e.name not in probes] + list(probes.values())
+    run.endpoints = [e for e in run.endpoints if e.name not in targets] + [t.probe for t in targets.values()]
     writer.save()
     reporter.start(run, total)
 
@@ -186,9 +213,11 @@ def collect(
             cells = todo[m.key]
             if not cells:
                 continue
-            info = run.models[m.key]
-            _run_model(plan, writer, m, cells, clients, counters, probes, opts, reporter, sleep)
-            reporter.model(m.key, info)
+            if m.embedded:
+                _run_embedded(plan, writer, m, cells, env, opts, reporter, sleep)
+            else:
+                _run_model(plan, writer, m, cells, targets[plan.endpoint_of(m).name], opts, reporter, sleep)
+            reporter.model(m.key, run.models[m.key])
     except KeyboardInterrupt:
         run.status = "interrupted"
         run.ended_at = utcnow()
@@ -213,17 +242,14 @@ def _run_model(
     writer: RunWriter,
     m: Model,
     cells: list[tuple[int, Any]],
-    clients: dict[str, openai.OpenAI],
-    counters: dict[str, TokenCounter],
-    probes: dict[str, EndpointInfo],
+    target: Target,
     opts: RequestOptions,
     reporter: Reporter,
     sleep: Callable[[float], None],
 ) -> None:
     run = writer.run
     info = run.models[m.key]
-    ep_name = plan.endpoint_of(m).name
-    probe = probes[ep_name]
+    probe = target.probe
     info.status, info.reason = "pending", None
     if not probe.reachable:
         info.status, info.reason = "skipped", probe.error or "endpoint unreachable"
@@ -234,7 +260,7 @@ def _run_model(
         writer.save()
         return
 
-    client, counter = clients[ep_name], counters[ep_name]
+    client, counter = target.client, target.counter
 
     def one(prompt: Any, round_: int, warmup: bool) -> Sample:
         s = run_request(
@@ -283,3 +309,48 @@ def _run_model(
         info.status = "failed"
         info.reason = f"no request succeeded (last: {last.error}: {last.error_detail})" if last else "no requests"
     writer.save()
+
+
+def _run_embedded(
+    plan: Plan,
+    writer: RunWriter,
+    m: Model,
+    cells: list[tuple[int, Any]],
+    env: Mapping[str, str],
+    opts: RequestOptions,
+    reporter: Reporter,
+    sleep: Callable[[float], None],
+) -> None:
+    """Start the model's own llama.cpp server, run its cells, and always stop the server."""
+    run = writer.run
+    info = run.models[m.key]
+    assert m.path is not None
+    try:
+        model_path = local.resolve_model_path(m.path)
+    except BenchError as e:
+        info.status, info.reason = "skipped", str(e)
+        writer.save()
+        return
+    server = local.LocalServer(
+        m.name, model_path, chat_format=m.chat_format, threads=plan.embedded.threads, n_ctx=plan.embedded.n_ctx
+    )
+    try:
+        try:
+            facts = server.start()
+        except local.ServerStartError as e:
+            info.status, info.reason = "skipped", str(e)
+            return
+        ep = Endpoint(name=f"{local.EMBEDDED}:{m.key}", base_url=server.base_url)
+        client = make_client(ep, env)
+        probe = probe_endpoint(ep.name, ep, client)
+        probe.server = f"{facts.runtime} (embedded)"
+        run.endpoints = [e for e in run.endpoints if e.name != ep.name] + [probe]
+        info.extra.update(facts.as_dict())
+        writer.save()
+        _run_model(plan, writer, m, cells, Target(client, TokenCounter(ep, client, env, plan.timeout_s), probe),
+                   opts, reporter, sleep)
+    finally:
+        server.stop()
+        if server.facts is not None:
+            info.extra.update(server.facts.as_dict())
+        writer.save()

@@ -57,7 +57,7 @@ def test_env_configures_collect(server, monkeypatch):
     (None, ["collect", "--endpoint", "http://127.0.0.1:9/v1", "--models", "m", "--rounds", "0"],
      "rounds must be at least 1", 2),
     (None, ["collect", "--endpoint", "ftp://x", "--models", "m"], "http:// or https://", 2),
-    (None, ["collect", "--models", "m"], "no endpoint configured", 2),
+    (None, ["collect", "--models", "m"], "no endpoint for model 'm': pass --endpoint", 2),
     (None, ["show"], "run `bench collect` first", 1),
     (None, ["collect", "--resume", "nope", "--endpoint", "http://127.0.0.1:9/v1"], "no run 'nope'", 1),
 ])

@@ -123,7 +123,7 @@ def test_bad_bench_stream_value(tmp_path):
 
 
 def test_no_endpoint_and_no_models_say_what_to_do(tmp_path):
-    with pytest.raises(ConfigError, match="--endpoint"):
+    with pytest.raises(ConfigError, match="no endpoint for model 'x': pass --endpoint"):
         resolve(None, env={"BENCH_MODELS": "x"})
     with pytest.raises(ConfigError, match="--models"):
         resolve(None, env={"OPENAI_BASE_URL": "http://h/v1"})
