@@ -179,3 +179,10 @@ def test_snapshot_holds_no_secret_and_no_credentials_in_urls(tmp_path):
     assert "sk-canary-123" not in text and "pw" not in text
     assert plan.snapshot()["endpoints"][0]["base_url"] == "https://api.example.com:8443/v1"
     assert redact_url("http://[::1]:8080/v1") == "http://[::1]:8080/v1"
+
+
+def test_shipped_example_config_is_valid():
+    from bench.config import load_config
+
+    cfg, _ = load_config(Path(__file__).resolve().parent.parent / "bench.example.yaml")
+    assert len(cfg.endpoints) == 3 and cfg.models[2].path
