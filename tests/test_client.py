@@ -27,7 +27,6 @@ def test_ttft_and_inter_token_gaps_match_the_script(server):
     assert abs(itl - ITL) < 0.0005, itl
     # 20 tokens: 19 gaps after the first token, TTFT excluded from the gaps.
     assert all(len(s.itl_s) == 19 for s in samples)
-    assert all(min(s.itl_s) > ITL / 2 for s in samples)
     # e2e = TTFT + 19 gaps; decode tokens/s = 19 / (e2e - TTFT) = 1 / ITL.
     e2e = statistics.median(s.e2e_s for s in samples)
     assert abs(e2e - (TTFT + 19 * ITL)) < 0.01
