@@ -179,8 +179,68 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
         for line in problems:
             err.print(Text("  ") + line)
     err.print(Text(f"wrote {outcome.path} ({run.status})"))
+    _render_after_collect(outcome.path.parent, quiet)
     if not any(s.ok for s in run.samples if not s.warmup):
         raise BenchError(f"no request succeeded in run {run.run_id}; see the failures above")
+
+
+DEFAULT_DOCS_DIR = Path("site_src")
+
+
+def _render_after_collect(results_dir: Path, quiet: bool) -> None:
+    """bench collect renders the site pages when it runs in a project that has a site."""
+    if not (DEFAULT_DOCS_DIR.is_dir() or Path("mkdocs.yml").is_file()):
+        if not quiet:
+            err.print("note: no site_src/ here, so no pages were rendered (bench render --out DIR renders them)")
+        return
+    from bench.render import render
+
+    report, problems = render(results_dir, DEFAULT_DOCS_DIR)
+    for p in problems:
+        err.print(Text(f"warning: {p.message}", style="yellow"))
+    if not quiet:
+        err.print(Text(f"rendered {len(report.written)} changed page(s) into {DEFAULT_DOCS_DIR}/ "
+                       "(mkdocs serve shows them)"))
+
+
+@main.command()
+@click.option("--results-dir", type=click.Path(path_type=Path), help="Where run files are (default results/ or BENCH_RESULTS_DIR).")
+@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_DOCS_DIR, show_default=True,
+              help="The MkDocs docs_dir to write the generated pages into.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="bench.yaml with selection profiles.")
+@click.option("--strict", is_flag=True, help="Exit 1 when a results file cannot be read.")
+def render(results_dir: Path | None, out: Path, config_path: Path | None, strict: bool) -> None:
+    """Render results into Markdown pages (index.md and report/) for MkDocs or Zensical."""
+    from bench.render import render as do_render
+
+    rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
+    report, problems = do_render(rdir, out, config_mod.load_profiles(config_path))
+    for p in problems:
+        err.print(Text(f"warning: {p.message}", style="yellow"))
+    err.print(Text(f"{len(report.written)} page(s) written, {report.unchanged} unchanged, "
+                   f"{len(report.removed)} removed in {out}/"))
+    if strict and problems:
+        raise BenchError(f"{len(problems)} results file(s) could not be read (see the warnings above)")
+
+
+@main.command()
+@click.argument("run_ref", default="latest", metavar="[RUN_ID|latest|FILE]")
+@click.option("--results-dir", type=click.Path(path_type=Path), help="Where run files are (default results/).")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Default: benchmark_report.md or benchmark_report.csv.")
+def export(run_ref: str, results_dir: Path | None, fmt: str, output: Path | None) -> None:
+    """Write one run as a standalone benchmark_report.md or a CSV (one row per model)."""
+    from bench.export import export_csv, export_markdown
+
+    rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
+    run = store.load_run(store.find_run(rdir, run_ref))
+    output = output or Path(f"benchmark_report.{fmt}")
+    text = export_markdown(run, config_mod.load_profiles()) if fmt == "md" else export_csv(run)
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise BenchError(f"cannot write {output}: {e.strerror}") from None
+    err.print(Text(f"wrote {output}"))
 
 
 @main.command()

@@ -23,6 +23,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from bench.errors import ConfigError
 from bench.local import EMBEDDED
 from bench.local import builtin_models as _builtin_models
+from bench.scoring import DEFAULT_PROFILES, Profile
 
 DEFAULT_CONFIG_NAME = "bench.yaml"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -119,6 +120,7 @@ class Config(_Strict):
     max_consecutive_failures: int = Field(3, ge=1)
     results_dir: str = "results"
     embedded: Embedded = Field(default_factory=Embedded)
+    profiles: dict[str, Profile] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -545,3 +547,9 @@ def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path, endpoint:
         )
     except (KeyError, TypeError, ValueError, ValidationError) as e:
         raise ConfigError(f"the run file's config snapshot is incomplete or invalid ({e}); start a new run") from None
+
+
+def load_profiles(config_path: Path | None = None) -> dict[str, Profile]:
+    """The shipped selection profiles, overridden and extended by bench.yaml's ``profiles:``."""
+    cfg, _ = load_config(config_path)
+    return {**DEFAULT_PROFILES, **cfg.profiles}

@@ -1,0 +1,26 @@
+"""MkDocs hook: re-render the generated pages before every build, so `mkdocs serve` is always current.
+
+Loop-free: render rewrites only pages whose content changed. A results file that cannot be read is
+a warning naming the file (the other runs still render), which `mkdocs build --strict` turns into
+a failure. Enabled in mkdocs.yml with ``hooks: [bench/mkdocs_hook.py]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from bench.render import render
+
+log = logging.getLogger("mkdocs.hooks.bench")
+
+
+def on_pre_build(config, **kwargs) -> None:
+    root = Path(config.config_file_path).parent
+    results = Path(os.environ.get("BENCH_RESULTS_DIR") or root / "results")
+    report, problems = render(results, Path(config.docs_dir))
+    for problem in problems:
+        log.warning("bench: %s", problem.message)
+    if report.written or report.removed:
+        log.info("bench: rendered %d page(s), removed %d", len(report.written), len(report.removed))

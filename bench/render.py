@@ -1,0 +1,421 @@
+"""Results -> Markdown pages (Jinja, StrictUndefined), then a writer that rewrites only what changed.
+
+Safety: every ``{{ value }}`` that is a plain string is escaped for Markdown *and* HTML by the
+environment's ``finalize`` hook, so model outputs and server strings can never become markup,
+links or template code. Filters that build markup on purpose return ``Markup``; outputs are
+shown in fenced code blocks whose fence is longer than any backtick run inside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from bench import charts, scoring
+from bench.schema import Run, schema_text
+from bench.stats import ModelStats, run_stats
+from bench.store import LoadProblem, load_all
+
+REPORT_DIR = "report"  # generated pages live in <docs_dir>/report/ plus the generated <docs_dir>/index.md
+MARKER = ".bench-generated"
+
+# ----------------------------------------------------------------------------- escaping
+
+# Characters that could start Markdown syntax: table pipes, links and images, emphasis, code,
+# attribute lists ({: onclick=...}), headings, escapes. Text with these as entities stays text.
+_MD_SPECIAL = {
+    "|": "&#124;", "[": "&#91;", "]": "&#93;", "*": "&#42;", "_": "&#95;", "`": "&#96;",
+    "{": "&#123;", "}": "&#125;", "#": "&#35;", "\\": "&#92;", "~": "&#126;", "!": "&#33;", "^": "&#94;",
+}
+_MD_RE = re.compile("[" + re.escape("".join(_MD_SPECIAL)) + "]")
+
+
+def md_text(value: Any) -> Markup:
+    """Untrusted text for inline Markdown (table cells, headings, lists): inert everywhere."""
+    s = html.escape(str(value), quote=True)
+    s = _MD_RE.sub(lambda m: _MD_SPECIAL[m.group(0)], s)
+    s = re.sub(r"\s*\n\s*", " ", s)
+    return Markup(s)
+
+
+def code_block(text: Any, lang: str = "text", indent: int = 0) -> Markup:
+    """A fenced block that untrusted text cannot break out of."""
+    s = str(text)
+    longest = max((len(m) for m in re.findall(r"`+", s)), default=0)
+    fence = "`" * max(3, longest + 1)
+    pad = " " * indent
+    body = "\n".join(pad + line for line in s.splitlines()) if s else pad
+    return Markup(f"{fence}{lang}\n{body}\n{pad}{fence}")
+
+
+def json_for_script(data: Any) -> Markup:
+    """JSON that is safe inside <script type="application/json">."""
+    s = json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+    s = s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(s)
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, Markup) or value is None or isinstance(value, (int, float)):
+        return "–" if value is None else value
+    return md_text(value)
+
+
+def slug(value: str) -> Markup:
+    """A safe, stable file name (and anchor) for an untrusted id: only [A-Za-z0-9._-]."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", value).strip("-.")[:60] or "x"
+    if base != value:
+        base += "-" + hashlib.sha256(value.encode()).hexdigest()[:6]
+    return Markup(base)
+
+
+# ----------------------------------------------------------------------------- number formats
+
+
+def _fmt(x: float | None, spec: str, scale: float = 1.0, unit: str = "") -> Markup:
+    if x is None:
+        return Markup("–")
+    return Markup(f"{x * scale:{spec}}{unit}")
+
+
+def fmt_ms(x: float | None) -> Markup:
+    return _fmt(x, ".1f", 1000)
+
+
+def fmt_s(x: float | None) -> Markup:
+    return _fmt(x, ".2f")
+
+
+def fmt_num(x: float | None, digits: int = 1) -> Markup:
+    return _fmt(x, f".{digits}f")
+
+
+def fmt_bytes(x: float | None) -> Markup:
+    if not x:
+        return Markup("–")
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if x >= size:
+            return Markup(f"{x / size:.1f} {unit}" if unit == "GiB" else f"{x / size:.0f} {unit}")
+    return Markup(f"{x:.0f} B")
+
+
+def fmt_pct(x: float | None) -> Markup:
+    return _fmt(x, ".0f", 100, "%")
+
+
+def fmt_time(iso: str | None) -> Markup:
+    if not iso:
+        return Markup("–")
+    try:
+        return Markup(datetime.fromisoformat(iso.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M UTC"))
+    except ValueError:
+        return md_text(iso)
+
+
+def fmt_params(x: int | None) -> Markup:
+    if not x:
+        return Markup("–")
+    return Markup(f"{x / 1e9:.1f}B" if x >= 1e9 else f"{x / 1e6:.0f}M")
+
+
+# ----------------------------------------------------------------------------- the site model
+
+
+@dataclass
+class RunView:
+    run: Run
+    stats: list[ModelStats]
+    slug: str
+
+    @property
+    def stats_by_model(self) -> dict[str, ModelStats]:
+        return {s.model: s for s in self.stats}
+
+
+def _env() -> Environment:
+    env = Environment(
+        loader=PackageLoader("bench", "templates"),
+        undefined=StrictUndefined,
+        autoescape=False,
+        finalize=_finalize,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        md=md_text, code=code_block, ms=fmt_ms, s=fmt_s, num=fmt_num, bytes=fmt_bytes, pct=fmt_pct,
+        time=fmt_time, params=fmt_params, slug=slug, json_script=json_for_script,
+    )
+    env.globals.update(
+        DIMENSIONS=scoring.DIMENSIONS, DIMENSION_INFO=scoring.DIMENSION_INFO, reason=reason, fmt=_fmt_any,
+        fmt_extra=_fmt_extra, config_json=_config_json, outputs=_outputs,
+    )
+    return env
+
+
+def _latency_chart(view: RunView) -> Markup:
+    series = [(ms.model, [s.e2e_s for s in view.run.samples if s.model == ms.model and not s.warmup and s.ok and s.e2e_s])
+              for ms in view.stats if ms.ok]
+    return Markup(charts.distribution(series, title="End-to-end latency per request", unit="s",
+                                      caption="Box: p25–p75, thick mark: p50, tick: p95; dots: requests."))
+
+
+def _ttft_chart(view: RunView) -> Markup:
+    series = [(ms.model, [s.ttft_s * 1000 for s in view.run.samples
+                          if s.model == ms.model and not s.warmup and s.ok and s.ttft_s])
+              for ms in view.stats if ms.ok and ms.ttft.n]
+    return Markup(charts.distribution(series, title="Time to first token per request", unit="ms"))
+
+
+def _scatter(view: RunView) -> Markup:
+    pts = [{"label": ms.model, "x": ms.ttft.p50 * 1000 if ms.ttft.p50 else None, "y": ms.decode_tps.p50}
+           for ms in view.stats if ms.ok]
+    return Markup(charts.scatter(pts, title="Responsiveness vs throughput", x_label="TTFT p50 (ms), lower is better",
+                                 y_label="decode tokens/s (p50), higher is better"))
+
+
+def _breakdown(ranking: scoring.Ranking) -> Markup:
+    w = ranking.weights
+    wsum = sum(w.values()) or 1
+    rows = []
+    for r in ranking.rows:
+        if r.total is None:
+            continue
+        present = sum(w[d] for d in scoring.DIMENSIONS if r.sub[d] is not None and w[d] > 0) or 1
+        rows.append((r.model, {d: (r.sub[d] * w[d] / present if r.sub[d] is not None else None)
+                               for d in scoring.DIMENSIONS if w[d] > 0}))
+    keys = [d for d in scoring.DIMENSIONS if w[d] / wsum > 0]
+    return Markup(charts.stacked_bars(rows, keys=keys, title=f"Score breakdown: {ranking.profile}", max_value=1.0,
+                                      caption="Each segment: a dimension's sub-score times its weight share."))
+
+
+def _trend(views: list[RunView], metric: str) -> Markup | None:
+    if len(views) < 2:
+        return None
+    models = sorted({m for v in views for m in v.stats_by_model})
+    series = []
+    for m in models:
+        pts = []
+        for v in views:
+            ms = v.stats_by_model.get(m)
+            value = None
+            if ms is not None and ms.ok:
+                value = {"e2e_p50": ms.e2e.p50, "decode_tps": ms.decode_tps.p50,
+                         "ttft_p50": ms.ttft.p50 * 1000 if ms.ttft.p50 else None}[metric]
+            pts.append((v.run.run_id[:15], value))
+        series.append((m, pts))
+    label = {"e2e_p50": "e2e p50 (s)", "decode_tps": "decode tokens/s (p50)", "ttft_p50": "TTFT p50 (ms)"}[metric]
+    return Markup(charts.lines(series, title=f"Trend: {label}", y_label=label))
+
+
+def quality_of(run: Run) -> dict[str, tuple[float, tuple[str, ...]]]:
+    """Quality per model for the selection framework (filled once quality scores exist)."""
+    return {}
+
+
+def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[str, scoring.Profile],
+                prefix: str = REPORT_DIR) -> dict[str, str]:
+    """Every generated page: relative path -> Markdown."""
+    env = _env()
+    views = [RunView(r, run_stats(r), slug(r.run_id)) for r in sorted(runs, key=lambda r: r.run_id)]
+    latest = views[-1] if views else None
+    rankings: list[scoring.Ranking] = []
+    if latest is not None:
+        cands = scoring.candidates(latest.run, quality_of(latest.run), latest.stats)
+        rankings = [scoring.rank(cands, name, p) for name, p in profiles.items()]
+    model_slugs: dict[str, str] = {}
+    for v in views:
+        for key in v.run.models:
+            model_slugs.setdefault(key, slug(key))
+    prompt_slugs: dict[str, str] = {}
+    for v in views:
+        for p in v.run.workload.prompts:
+            prompt_slugs.setdefault(p["id"], slug(p["id"]))
+
+    histories = {key: [v for v in views if key in v.run.models] for key in model_slugs}
+    prompt_texts = {p["id"]: p["text"] for v in views for p in v.run.workload.prompts}
+    common = dict(
+        prefix=Markup(slug(prefix)), views=views, latest=latest, problems=problems, rankings=rankings,
+        model_slugs=model_slugs, prompt_slugs=prompt_slugs, histories=histories,
+        prompt_text=lambda pid: prompt_texts.get(pid, ""),
+        constraints_text=lambda name: _constraints_text(profiles[name]),
+    )
+    pages: dict[str, str] = {}
+    charts_home = {}
+    if latest is not None:
+        charts_home = dict(latency=_latency_chart(latest), scatter=_scatter(latest),
+                           breakdown=_breakdown(rankings[0]) if rankings else None,
+                           trend=_trend(views, "e2e_p50"), trend_tps=_trend(views, "decode_tps"))
+    pages["index.md"] = env.get_template("home.md.j2").render(**common, charts=charts_home)
+    pages[f"{prefix}/runs/index.md"] = env.get_template("runs.md.j2").render(**common)
+    for v in views:
+        pages[f"{prefix}/runs/{v.slug}.md"] = env.get_template("run.md.j2").render(
+            **common, view=v, latency_chart=_latency_chart(v), ttft_chart=_ttft_chart(v))
+    pages[f"{prefix}/models/index.md"] = env.get_template("models.md.j2").render(**common)
+    for key, mslug in model_slugs.items():
+        history = histories[key]
+        pages[f"{prefix}/models/{mslug}.md"] = env.get_template("model.md.j2").render(
+            **common, key=key, history=history, info=history[-1].run.models[key],
+            trend=_model_trend(history, key))
+    pages[f"{prefix}/prompts/index.md"] = env.get_template("prompts.md.j2").render(**common)
+    for pid, pslug in prompt_slugs.items():
+        pages[f"{prefix}/prompts/{pslug}.md"] = env.get_template("prompt.md.j2").render(
+            **common, pid=pid, run_view=_latest_with_prompt(views, pid))
+    pages[f"{prefix}/selection.md"] = env.get_template("selection.md.j2").render(
+        **common, breakdowns=[_breakdown(r) for r in rankings], selection_data=_selection_data(rankings))
+    pages[f"{prefix}/schema.md"] = env.get_template("schema.md.j2").render(**common, schema=schema_text())
+    return pages
+
+
+def _constraints_text(profile: scoring.Profile) -> str:
+    c = profile.constraints
+    parts = []
+    if c.max_memory_mb:
+        parts.append(f"peak memory at most {c.max_memory_mb:g} MiB")
+    if c.max_disk_mb:
+        parts.append(f"disk at most {c.max_disk_mb:g} MiB")
+    if c.max_ttft_ms:
+        parts.append(f"TTFT p50 at most {c.max_ttft_ms:g} ms")
+    if c.min_decode_tps:
+        parts.append(f"at least {c.min_decode_tps:g} decode tokens/s")
+    if c.allowed_licenses is not None:
+        parts.append("license one of: " + ", ".join(c.allowed_licenses))
+    return ("Hard constraints: " + "; ".join(parts) + ".") if parts else "No hard constraints."
+
+
+def reason(r: scoring.Ranking) -> str:
+    """One line on why the top pick won."""
+    top = r.top
+    if top is None:
+        excluded = [f"{row.model}: {'; '.join(row.excluded)}" for row in r.rows if row.excluded]
+        return "no model meets the constraints" + (f" ({' / '.join(excluded)})" if excluded else "")
+    dims = [d for d in scoring.DIMENSIONS if r.weights[d] > 0 and top.sub[d] is not None]
+    best = [d for d in dims if top.sub[d] is not None and top.sub[d] >= 0.999]
+    text = f"score {top.total:.2f}"
+    if best:
+        text += f"; best on {', '.join(best)}"
+    if len(r.rows) > 1 and r.rows[1].rank == 2 and r.rows[1].total is not None:
+        text += f"; ahead of {r.rows[1].model} ({r.rows[1].total:.2f})"
+    if top.missing:
+        text += f"; missing: {', '.join(top.missing)}"
+    return text
+
+
+def _fmt_any(value: float | None, kind: str) -> Markup:
+    return {"ms": fmt_ms, "s": fmt_s, "num": fmt_num, "bytes": fmt_bytes, "pct": fmt_pct}[kind](value)
+
+
+def _fmt_extra(key: str, value: Any) -> Markup:
+    if key.endswith("_bytes") and isinstance(value, (int, float)):
+        return fmt_bytes(value)
+    if key.endswith("_s") and isinstance(value, (int, float)):
+        return Markup(f"{value:.2f} s")
+    if key == "parameters" and isinstance(value, int):
+        return fmt_params(value)
+    return md_text(value)
+
+
+def _config_json(cfg: Mapping[str, Any]) -> Markup:
+    return code_block(json.dumps(cfg, indent=2, ensure_ascii=False), "json")
+
+
+def _outputs(view: RunView, model: str, prompt_id: str) -> list[Any]:
+    return [s for s in view.run.samples if s.model == model and s.prompt_id == prompt_id and not s.warmup]
+
+
+def _latest_with_prompt(views: list[RunView], pid: str) -> RunView | None:
+    for v in reversed(views):
+        if any(p["id"] == pid for p in v.run.workload.prompts):
+            return v
+    return None
+
+
+def _model_trend(history: list[RunView], key: str) -> Markup | None:
+    if len(history) < 2:
+        return None
+    pts = [(v.run.run_id[:15], v.stats_by_model[key].e2e.p50) for v in history]
+    tps = [(v.run.run_id[:15], v.stats_by_model[key].decode_tps.p50) for v in history]
+    return Markup(charts.lines([("e2e p50 (s)", pts)], title="e2e p50 across runs", y_label="seconds")
+                  + "\n" + charts.lines([("decode tok/s", tps)], title="decode tokens/s across runs", y_label="tokens/s"))
+
+
+def _selection_data(rankings: list[scoring.Ranking]) -> dict[str, Any]:
+    """What the page's script needs to re-rank with new weights in the browser."""
+    return {
+        "dimensions": list(scoring.DIMENSIONS),
+        "profiles": [
+            {
+                "name": r.profile,
+                "weights": r.weights,
+                "models": [{"model": row.model, "sub": row.sub, "excluded": row.excluded} for row in r.rows],
+            }
+            for r in rankings
+        ],
+    }
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+@dataclass
+class WriteReport:
+    written: list[str]
+    unchanged: int
+    removed: list[str]
+
+
+def write_pages(pages: Mapping[str, str], docs_dir: Path, prefix: str = REPORT_DIR) -> WriteReport:
+    """Write pages whose content changed (atomically); remove generated pages that are gone.
+
+    Unchanged files are not touched, so `mkdocs serve`'s watcher does not loop.
+    """
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    report = docs_dir / prefix
+    report.mkdir(parents=True, exist_ok=True)
+    (report / MARKER).touch(exist_ok=True)
+    written, unchanged = [], 0
+    for rel, content in pages.items():
+        path = docs_dir / rel
+        try:
+            if path.read_text(encoding="utf-8") == content:
+                unchanged += 1
+                continue
+        except (FileNotFoundError, UnicodeDecodeError):
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(content)
+        os.replace(tmp, path)
+        written.append(rel)
+    keep = {(docs_dir / rel).resolve() for rel in pages}
+    removed = []
+    for path in sorted(report.rglob("*.md")):
+        if path.resolve() not in keep:
+            path.unlink()
+            removed.append(str(path.relative_to(docs_dir)))
+    for d in sorted((p for p in report.rglob("*") if p.is_dir()), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
+    return WriteReport(written, unchanged, removed)
+
+
+def render(results_dir: Path, docs_dir: Path, profiles: Mapping[str, scoring.Profile] | None = None
+           ) -> tuple[WriteReport, list[LoadProblem]]:
+    """Load every run in results_dir and (re)write the generated pages under docs_dir."""
+    from bench.config import load_profiles
+
+    runs, problems = load_all(results_dir)
+    pages = build_pages(runs, problems, profiles or load_profiles())
+    return write_pages(pages, docs_dir), problems

@@ -1,0 +1,276 @@
+"""The selection framework: six dimensions, weights and hard constraints per named profile.
+
+Normalization is direction-aware *ratio to best* among the candidates of one run:
+lower-is-better metrics score ``best / value``, higher-is-better ``value / best``; the best
+candidate scores 1, one twice as slow scores 0.5. Unlike min-max scaling, the worst candidate
+does not drop to 0 and adding a candidate does not stretch everyone else's score.
+A dimension without data is *missing*: it is left out of the weighted mean (the remaining weights
+are renormalized) and shown as missing, never as zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from bench.schema import Run
+from bench.stats import ModelStats, run_stats
+
+DIMENSIONS = ("latency", "throughput", "memory", "quality", "footprint", "license")
+DIMENSION_INFO = {
+    "latency": "end-to-end latency, mean and p95 (lower is better)",
+    "throughput": "median decode tokens/s (higher is better)",
+    "memory": "peak resident memory of the server (lower is better)",
+    "quality": "rubric / annotation / judge score, 0–1 (higher is better)",
+    "footprint": "model file size on disk (lower is better)",
+    "license": "use allowance of the license (higher is better)",
+}
+
+# How freely a license lets a team ship a model in a commercial product (0..1). Profiles may override.
+LICENSE_ALLOWANCE = {
+    "apache-2.0": 1.0,
+    "mit": 1.0,
+    "bsd-3-clause": 1.0,
+    "bsd-2-clause": 1.0,
+    "openrail": 0.7,
+    "gemma terms of use": 0.6,
+    "llama 3 community license": 0.6,
+    "llama 3.1 community license": 0.6,
+    "llama 3.2 community license": 0.6,
+    "qwen license": 0.6,
+    "cc-by-4.0": 0.9,
+    "cc-by-nc-4.0": 0.0,
+    "research only": 0.0,
+}
+
+
+class Constraints(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_memory_mb: float | None = Field(None, gt=0)
+    max_disk_mb: float | None = Field(None, gt=0)
+    max_ttft_ms: float | None = Field(None, gt=0)
+    min_decode_tps: float | None = Field(None, gt=0)
+    allowed_licenses: list[str] | None = None
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = ""
+    weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    constraints: Constraints = Field(default_factory=Constraints)
+    license_allowance: dict[str, float] = Field(default_factory=dict)
+
+    def model_post_init(self, __context: Any) -> None:
+        unknown = set(self.weights) - set(DIMENSIONS)
+        if unknown:
+            raise ValueError(f"unknown dimension(s) {sorted(unknown)}; dimensions: {', '.join(DIMENSIONS)}")
+        if any(w < 0 for w in self.weights.values()) or not any(w > 0 for w in self.weights.values()):
+            raise ValueError("weights must be >= 0 with at least one > 0")
+
+
+DEFAULT_WEIGHTS = {"latency": 0.25, "throughput": 0.15, "memory": 0.15, "quality": 0.25, "footprint": 0.1,
+                   "license": 0.1}
+
+DEFAULT_PROFILES: dict[str, Profile] = {
+    "edge-summarizer": Profile(
+        description=(
+            "The workshop scenario: an edge platform team picks the default model for an offline "
+            "meeting-notes summarizer on consumer laptops. Quality and latency matter most; the model "
+            "must fit in 2 GiB and be licensed for commercial use."
+        ),
+        weights=dict(DEFAULT_WEIGHTS),
+        constraints=Constraints(max_memory_mb=2048),
+    ),
+    "fastest": Profile(
+        description="Interactive use where responsiveness is everything.",
+        weights={"latency": 0.5, "throughput": 0.3, "quality": 0.2},
+    ),
+    "smallest": Profile(
+        description="Distribution to constrained devices: memory and download size first.",
+        weights={"memory": 0.4, "footprint": 0.3, "quality": 0.2, "latency": 0.1},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the framework knows about one model in one run (None = missing)."""
+
+    model: str
+    e2e_mean_s: float | None
+    e2e_p95_s: float | None
+    ttft_p50_s: float | None
+    decode_tps: float | None
+    memory_bytes: float | None
+    disk_bytes: float | None
+    quality: float | None
+    quality_sources: tuple[str, ...]
+    license: str | None
+
+
+@dataclass
+class Scored:
+    model: str
+    total: float | None
+    coverage: float  # share of the profile's weight that had data
+    sub: dict[str, float | None]  # dimension -> 0..1 sub-score
+    excluded: list[str] = field(default_factory=list)  # failed hard constraints
+    missing: list[str] = field(default_factory=list)
+    rank: int | None = None
+
+
+@dataclass
+class Ranking:
+    profile: str
+    description: str
+    weights: dict[str, float]
+    rows: list[Scored]  # eligible first, by total descending; excluded last
+    robustness: float | None  # share of perturbed weightings under which the top pick stays first
+    perturbations: int
+
+    @property
+    def top(self) -> Scored | None:
+        return self.rows[0] if self.rows and self.rows[0].rank == 1 else None
+
+
+def candidates(run: Run, quality: Mapping[str, tuple[float, tuple[str, ...]]] | None = None,
+               stats: list[ModelStats] | None = None) -> list[Candidate]:
+    out = []
+    for ms in stats or run_stats(run):
+        info = run.models[ms.model]
+        if ms.ok == 0:
+            continue
+        extra = info.extra
+        q = (quality or {}).get(ms.model)
+        out.append(Candidate(
+            model=ms.model,
+            e2e_mean_s=ms.e2e.mean,
+            e2e_p95_s=ms.e2e.p95,
+            ttft_p50_s=ms.ttft.p50,
+            decode_tps=ms.decode_tps.p50,
+            memory_bytes=extra.get("peak_rss_bytes") or extra.get("memory_bytes"),
+            disk_bytes=extra.get("disk_bytes"),
+            quality=q[0] if q else None,
+            quality_sources=q[1] if q else (),
+            license=info.license,
+        ))
+    return out
+
+
+def _ratio(values: dict[str, float | None], higher_better: bool) -> dict[str, float | None]:
+    present = [v for v in values.values() if v is not None and v > 0 and math.isfinite(v)]
+    if not present:
+        return {k: None for k in values}
+    best = max(present) if higher_better else min(present)
+    out: dict[str, float | None] = {}
+    for k, v in values.items():
+        if v is None or not math.isfinite(v) or v <= 0:
+            out[k] = 0.0 if (v is not None and v <= 0 and higher_better) else None
+        else:
+            out[k] = v / best if higher_better else best / v
+    return out
+
+
+def license_allowance(license: str | None, overrides: Mapping[str, float]) -> float | None:
+    if not license:
+        return None
+    key = license.strip().lower()
+    table = {**LICENSE_ALLOWANCE, **{k.lower(): v for k, v in overrides.items()}}
+    return table.get(key)
+
+
+def sub_scores(cands: list[Candidate], profile: Profile) -> dict[str, dict[str, float | None]]:
+    """model -> dimension -> 0..1 sub-score (None when missing)."""
+    by = {c.model: c for c in cands}
+    mean = _ratio({m: c.e2e_mean_s for m, c in by.items()}, higher_better=False)
+    p95 = _ratio({m: c.e2e_p95_s for m, c in by.items()}, higher_better=False)
+    per_dim = {
+        "throughput": _ratio({m: c.decode_tps for m, c in by.items()}, higher_better=True),
+        "memory": _ratio({m: c.memory_bytes for m, c in by.items()}, higher_better=False),
+        "quality": {m: c.quality for m, c in by.items()},
+        "footprint": _ratio({m: c.disk_bytes for m, c in by.items()}, higher_better=False),
+        "license": {m: license_allowance(c.license, profile.license_allowance) for m, c in by.items()},
+    }
+    out = {}
+    for m in by:
+        lat = [x for x in (mean[m], p95[m]) if x is not None]
+        out[m] = {"latency": sum(lat) / len(lat) if lat else None, **{d: per_dim[d][m] for d in per_dim}}
+    return out
+
+
+def _violations(c: Candidate, cons: Constraints) -> list[str]:
+    v = []
+    mib = 2**20
+    if cons.max_memory_mb and c.memory_bytes and c.memory_bytes / mib > cons.max_memory_mb:
+        v.append(f"memory {c.memory_bytes / mib:.0f} MiB > {cons.max_memory_mb:g} MiB")
+    if cons.max_disk_mb and c.disk_bytes and c.disk_bytes / mib > cons.max_disk_mb:
+        v.append(f"disk {c.disk_bytes / mib:.0f} MiB > {cons.max_disk_mb:g} MiB")
+    if cons.max_ttft_ms and c.ttft_p50_s and c.ttft_p50_s * 1000 > cons.max_ttft_ms:
+        v.append(f"TTFT p50 {c.ttft_p50_s * 1000:.0f} ms > {cons.max_ttft_ms:g} ms")
+    if cons.min_decode_tps and c.decode_tps is not None and c.decode_tps < cons.min_decode_tps:
+        v.append(f"decode {c.decode_tps:.1f} tok/s < {cons.min_decode_tps:g}")
+    if cons.allowed_licenses is not None:
+        allowed = {x.lower() for x in cons.allowed_licenses}
+        if (c.license or "").lower() not in allowed:
+            v.append(f"license {c.license or 'unknown'} not allowed")
+    return v
+
+
+def _totals(sub: dict[str, dict[str, float | None]], weights: Mapping[str, float]) -> dict[str, tuple[float | None, float]]:
+    wsum = sum(weights.values())
+    out = {}
+    for m, s in sub.items():
+        have = [(weights.get(d, 0.0), v) for d, v in s.items() if v is not None and weights.get(d, 0.0) > 0]
+        w = sum(x for x, _ in have)
+        out[m] = (sum(x * v for x, v in have) / w if w > 0 else None, w / wsum if wsum else 0.0)
+    return out
+
+
+def rank(cands: list[Candidate], name: str, profile: Profile, *, perturbations: int = 1000, seed: int = 0) -> Ranking:
+    weights = {d: float(profile.weights.get(d, 0.0)) for d in DIMENSIONS}
+    sub = sub_scores(cands, profile)
+    totals = _totals(sub, weights)
+    rows = []
+    for c in cands:
+        total, coverage = totals[c.model]
+        rows.append(Scored(
+            model=c.model, total=total, coverage=coverage, sub=sub[c.model],
+            excluded=_violations(c, profile.constraints),
+            missing=[d for d in DIMENSIONS if weights[d] > 0 and sub[c.model][d] is None],
+        ))
+    eligible = sorted((r for r in rows if not r.excluded and r.total is not None), key=lambda r: (-r.total, r.model))
+    for i, r in enumerate(eligible, 1):
+        r.rank = i
+    rest = [r for r in rows if r not in eligible]
+    robustness = None
+    if len(eligible) >= 2 and perturbations > 0:
+        robustness = _robustness(eligible, sub, weights, perturbations, seed)
+    elif len(eligible) == 1:
+        robustness = 1.0
+    return Ranking(profile=name, description=profile.description, weights=weights, rows=eligible + rest,
+                   robustness=robustness, perturbations=perturbations)
+
+
+def _robustness(eligible: list[Scored], sub: dict, weights: dict[str, float], n: int, seed: int) -> float:
+    """Share of n random weightings (each weight times a lognormal factor, sigma 0.5) that keep the top pick first."""
+    rng = np.random.default_rng(seed)
+    dims = [d for d in DIMENSIONS if weights[d] > 0]
+    base = np.array([weights[d] for d in dims])
+    models = [r.model for r in eligible]
+    values = np.array([[sub[m][d] if sub[m][d] is not None else np.nan for d in dims] for m in models])
+    present = ~np.isnan(values)
+    filled = np.nan_to_num(values)
+    factors = rng.lognormal(0.0, 0.5, size=(n, len(dims)))
+    w = factors * base  # n x d
+    num = w @ (filled * present).T  # n x models
+    den = w @ present.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        totals = np.where(den > 0, num / den, -np.inf)
+    winners = np.argmax(totals, axis=1)
+    return float(np.mean(winners == 0))
