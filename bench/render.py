@@ -9,7 +9,6 @@ shown in fenced code blocks whose fence is longer than any backtick run inside t
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import os
 import re
@@ -38,15 +37,27 @@ _MD_SPECIAL = {
     "|": "&#124;", "[": "&#91;", "]": "&#93;", "*": "&#42;", "_": "&#95;", "`": "&#96;",
     "{": "&#123;", "}": "&#125;", "#": "&#35;", "\\": "&#92;", "~": "&#126;", "!": "&#33;", "^": "&#94;",
 }
-_MD_RE = re.compile("[" + re.escape("".join(_MD_SPECIAL)) + "]")
+_ESCAPES = str.maketrans({
+    **{k: v for k, v in _MD_SPECIAL.items()},
+    "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&#39;",
+})
 
 
 def md_text(value: Any) -> Markup:
-    """Untrusted text for inline Markdown (table cells, headings, lists): inert everywhere."""
-    s = html.escape(str(value), quote=True)
-    s = _MD_RE.sub(lambda m: _MD_SPECIAL[m.group(0)], s)
-    s = re.sub(r"\s*\n\s*", " ", s)
-    return Markup(s)
+    """Untrusted text for inline Markdown (table cells, headings, lists): inert everywhere.
+
+    One pass over the characters: HTML specials and Markdown syntax become entities, and line
+    breaks become spaces (a cell or heading cannot be split).
+    """
+    s = re.sub(r"\s*\n\s*", " ", str(value))
+    return Markup(s.translate(_ESCAPES))
+
+
+def title_text(value: Any) -> Markup:
+    """A page title for front matter. Themes print page titles unescaped (Material's header does),
+    so only characters that are inert in HTML, Markdown and YAML are kept."""
+    s = re.sub(r"[^A-Za-z0-9 .,;:()/+=@_-]", "?", re.sub(r"\s+", " ", str(value))).strip()
+    return Markup(s[:120] or "untitled")
 
 
 def code_block(text: Any, lang: str = "text", indent: int = 0) -> Markup:
@@ -154,7 +165,7 @@ def _env() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters.update(
-        md=md_text, code=code_block, ms=fmt_ms, s=fmt_s, num=fmt_num, bytes=fmt_bytes, pct=fmt_pct,
+        md=md_text, page_title=title_text, code=code_block, ms=fmt_ms, s=fmt_s, num=fmt_num, bytes=fmt_bytes, pct=fmt_pct,
         time=fmt_time, params=fmt_params, slug=slug, json_script=json_for_script,
     )
     env.globals.update(

@@ -1,0 +1,43 @@
+"""Build the real site (MkDocs or Zensical) from a results folder, in a temp copy of the project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def project_copy(dest: Path, results: Path) -> Path:
+    """mkdocs.yml + hand-written site_src + the hook, pointed at `results`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ROOT / "site_src", dest / "site_src", ignore=shutil.ignore_patterns("report", "index.md"))
+    (dest / "bench").mkdir(exist_ok=True)
+    shutil.copy(ROOT / "bench" / "mkdocs_hook.py", dest / "bench" / "mkdocs_hook.py")
+    shutil.copy(ROOT / "mkdocs.yml", dest / "mkdocs.yml")
+    if results.resolve() != (dest / "results").resolve():
+        shutil.copytree(results, dest / "results")
+    return dest
+
+
+def run(cmd: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_MKDOCS_2_WARNING": "1"}
+    env.pop("BENCH_RESULTS_DIR", None)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def mkdocs_build(project: Path, strict: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "mkdocs", "build", "--strict" if strict else "--no-strict"]
+    return run(cmd, project)
+
+
+def bench(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "bench", *args], project)
+
+
+def zensical_build(project: Path) -> subprocess.CompletedProcess:
+    exe = shutil.which("zensical", path=str(Path(sys.executable).parent)) or shutil.which("zensical")
+    return run([exe, "build"], project)
