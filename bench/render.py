@@ -170,7 +170,7 @@ def _env() -> Environment:
     )
     env.globals.update(
         DIMENSIONS=scoring.DIMENSIONS, DIMENSION_INFO=scoring.DIMENSION_INFO, reason=reason, fmt=_fmt_any,
-        fmt_extra=_fmt_extra, config_json=_config_json, outputs=_outputs,
+        fmt_extra=_fmt_extra, extra_label=_extra_label, config_json=_config_json, outputs=_outputs,
     )
     return env
 
@@ -335,6 +335,18 @@ def _fmt_extra(key: str, value: Any) -> Markup:
     if key == "parameters" and isinstance(value, int):
         return fmt_params(value)
     return md_text(value)
+
+
+_EXTRA_LABELS = {
+    "quantization": "quantization", "parameters": "parameters", "source": "weights from",
+    "chat_format": "chat format", "runtime": "runtime", "load_s": "cold load time",
+    "rss_after_load_bytes": "resident memory after load", "peak_rss_bytes": "peak resident memory",
+    "disk_bytes": "disk footprint", "threads": "threads", "n_ctx": "context size",
+}
+
+
+def _extra_label(key: str) -> str:
+    return _EXTRA_LABELS.get(key, key)
 
 
 def _config_json(cfg: Mapping[str, Any]) -> Markup:

@@ -188,3 +188,65 @@ def test_export_markdown_and_csv(server, tmp_path):
     r = bench(tmp_path, "export", "--results-dir", "results")
     md = (tmp_path / "benchmark_report.md").read_text()
     assert "| m | 4/4 |" in md and "## Highlights" in md and "&#124;" in md
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+def test_selection_page_reranks_in_the_browser(server, tmp_path):
+    server.set_model("fast", Script(ttft_s=0.01, itl_s=0.001))
+    server.set_model("slow", Script(ttft_s=0.05, itl_s=0.004))
+    collect(server, "fast,slow", rounds=1, warmup=0, results_dir=tmp_path / "results")
+    project = project_copy(tmp_path / "proj", tmp_path / "results")
+    assert mkdocs_build(project).returncode == 0
+    url = (project / "site" / "report" / "selection" / "index.html").as_uri()
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--no-first-run", f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=3000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=120).stdout
+    widget = dom[dom.index('id="bench-weights"'):]
+    assert widget.count('type="range"') == 6  # one slider per dimension
+    assert re.search(r"<td>1</td><td>fast</td><td>1\.00</td>", widget)
+    assert re.search(r"<td>2</td><td>slow</td>", widget)
+
+
+def test_collect_renders_the_site_when_there_is_one(server):
+    from tests.conftest import cli
+
+    Path("site_src").mkdir()
+    server.set_model("m", Script())
+    r = cli("collect", "--endpoint", server.url, "--models", "m", "--rounds", "1")
+    assert r.exit_code == 0, r.stderr
+    assert "rendered" in r.stderr
+    assert "[m](report/models/m.md)" in Path("site_src/index.md").read_text()
+
+
+def test_the_repository_site_builds_strict_from_its_committed_real_results(tmp_path):
+    from tests.site_helpers import ROOT
+
+    results = ROOT / "results"
+    runs = list(results.glob("*.json"))
+    assert runs, "results/ should hold at least one real run"
+    project = project_copy(tmp_path / "proj", results)
+    r = mkdocs_build(project)
+    assert r.returncode == 0, r.stdout + r.stderr
+    home = (project / "site" / "index.html").read_text()
+    assert "smollm2-135m-instruct" in home and "gemma-3-270m" in home
+    assert (project / "site" / "404.html").exists()
+
+
+def test_gh_deploy_publishes_to_a_gh_pages_branch(server, tmp_path):
+    server.set_model("m", Script())
+    collect(server, "m", rounds=1, warmup=0, results_dir=tmp_path / "results")
+    project = project_copy(tmp_path / "proj", tmp_path / "results")
+    remote = tmp_path / "remote.git"
+    git = lambda *a, cwd=project: subprocess.run(["git", *a], cwd=cwd, check=True, capture_output=True, text=True)
+    git("init", "-q", "--bare", str(remote), cwd=tmp_path)
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init")
+    git("remote", "add", "origin", str(remote))
+    from tests.site_helpers import run
+    import sys
+
+    r = run([sys.executable, "-m", "mkdocs", "gh-deploy", "--force", "--no-history"], project)
+    assert r.returncode == 0, r.stderr
+    files = git("ls-tree", "-r", "--name-only", "gh-pages", cwd=remote).stdout.split()
+    assert "index.html" in files and "404.html" in files and "report/selection/index.html" in files
