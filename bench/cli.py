@@ -330,3 +330,84 @@ def local_serve(config_path: Path | None, models: str | None) -> None:
                 time.sleep(3600)
         except KeyboardInterrupt:
             err.print("stopping")
+
+
+def _load_for_update(run_ref: str, results_dir: Path | None) -> tuple[Path, "store.RunWriter"]:
+    rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
+    path = store.find_run(rdir, run_ref)
+    run = store.load_run(path)
+    return path, store.RunWriter(path, run, new=False)
+
+
+@main.command()
+@click.argument("run_ref", default="latest", metavar="[RUN_ID|latest|FILE]")
+@click.option("--results-dir", type=click.Path(path_type=Path))
+@click.option("--prompts", type=click.Path(path_type=Path), help="Rubrics from this prompts file (matched by prompt id) instead of the run's own.")
+def score(run_ref: str, results_dir: Path | None, prompts: Path | None) -> None:
+    """Re-score a run's responses with the rubrics (after you refine a rubric, say)."""
+    from bench.rubric import parse_rubric
+    from bench.rubric import score as score_rubric
+
+    path, writer = _load_for_update(run_ref, results_dir)
+    run = writer.run
+    source = {p["id"]: p.get("rubric") for p in run.workload.prompts}
+    if prompts:
+        source.update({p.id: p.rubric for p in config_mod.load_prompts_file(prompts)})
+    rubrics = {}
+    for pid, rub in source.items():
+        if rub:
+            try:
+                rubrics[pid] = parse_rubric(rub, f"rubric of prompt '{pid}'")
+            except ValueError as e:
+                raise BenchError(str(e)) from None
+    scored = 0
+    for s in run.samples:
+        if s.ok and s.prompt_id in rubrics:
+            s.rubric = score_rubric(rubrics[s.prompt_id], s.output)
+            scored += 1
+        elif s.ok:
+            s.rubric = None
+    if prompts:
+        for p in run.workload.prompts:  # keep the rubric used with the run (the workload hash ignores rubrics)
+            if p["id"] in source:
+                p["rubric"] = source[p["id"]]
+    writer.save()
+    err.print(Text(f"scored {scored} responses of {run.run_id} against {len(rubrics)} rubric(s); wrote {path}"))
+
+
+@main.command()
+@click.argument("run_ref", default="latest", metavar="[RUN_ID|latest|FILE]")
+@click.option("--results-dir", type=click.Path(path_type=Path))
+def annotate(run_ref: str, results_dir: Path | None) -> None:
+    """Write or extend RUN's annotation file (score each response 1-5 by hand, then bench render)."""
+    from bench.quality import update_annotations
+
+    path, writer = _load_for_update(run_ref, results_dir)
+    ann, added, kept = update_annotations(writer.run, path)
+    err.print(Text(f"{ann}: {added} new response(s) to score, {kept} kept as they were"))
+
+
+@main.command()
+@click.argument("run_ref", default="latest", metavar="[RUN_ID|latest|FILE]")
+@click.option("--endpoint", required=True, help="OpenAI-compatible base URL of the judge.")
+@click.option("--model", "judge_model", required=True, help="Judge model as that server names it (never a model of the run judging itself).")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="Variable holding the judge endpoint's key.")
+@click.option("--results-dir", type=click.Path(path_type=Path))
+@click.option("--timeout", type=float, default=120.0, show_default=True)
+@click.option("--redo", is_flag=True, help="Judge again responses this judge already scored.")
+def judge(run_ref: str, endpoint: str, judge_model: str, api_key_env: str, results_dir: Path | None,
+          timeout: float, redo: bool) -> None:
+    """Score every response of RUN with an LLM judge against the prompts' rubrics."""
+    from bench.config import Endpoint
+    from bench.judge import judge_run
+
+    try:
+        ep = Endpoint(name="judge", base_url=endpoint, api_key_env=api_key_env)
+    except ValueError as e:
+        raise BenchError(f"--endpoint {endpoint!r}: {e}") from None
+    path, writer = _load_for_update(run_ref, results_dir)
+    summary = judge_run(writer, ep, judge_model, env=os.environ, timeout_s=timeout, redo=redo)
+    for model in summary.skipped_self:
+        err.print(Text(f"skipped {model}: a model never judges its own outputs", style="yellow"))
+    err.print(Text(f"judged {summary.judged} response(s) ({summary.unparseable} unparseable verdicts, "
+                   f"{summary.already} judged before); wrote {path}"))

@@ -23,6 +23,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from bench.errors import ConfigError
 from bench.local import EMBEDDED
 from bench.local import builtin_models as _builtin_models
+from bench.rubric import RubricError, default_rubrics, parse_rubric
 from bench.scoring import DEFAULT_PROFILES, Profile
 
 DEFAULT_CONFIG_NAME = "bench.yaml"
@@ -332,6 +333,15 @@ def normalize_prompts(items: Any, source: str, data: Any = None) -> list[Prompt]
             ) from None
         if not prompt.text.strip():
             raise ConfigError(f"{source}: prompt '{prompt.id}' has empty text")
+        if prompt.rubric is not None:
+            where = source
+            line = _line_of(data, (i, "rubric")) if data is not None else None
+            if line:
+                where = f"{source}:{line}"
+            try:
+                parse_rubric(prompt.rubric, f"{where}: rubric of prompt '{prompt.id}'")
+            except RubricError as e:
+                raise ConfigError(str(e)) from None
         out.append(prompt)
     ids = [p.id for p in out]
     dupes = sorted({x for x in ids if ids.count(x) > 1})
@@ -356,7 +366,9 @@ def load_prompts_file(path: Path) -> list[Prompt]:
 def default_prompts() -> list[Prompt]:
     ref = resources.files("bench") / "data" / "prompts.yaml"
     data = _yaml().load(ref.read_text(encoding="utf-8"))
-    return normalize_prompts(data, "bench/data/prompts.yaml", data)
+    rubrics = default_rubrics()
+    items = [{**_plain(p), "rubric": rubrics.get(p["id"])} for p in data]
+    return normalize_prompts(items, "bench/data/prompts.yaml")
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -473,7 +485,8 @@ def resolve(
         overrides["prompts"] = "flag"
         prompt_list = load_prompts_file(prompts)
     elif cfg.prompts is not None:
-        prompt_list = normalize_prompts(list(cfg.prompts), str(path))
+        node = read_yaml(path).get("prompts") if path else None  # for line numbers in errors
+        prompt_list = normalize_prompts(list(cfg.prompts), str(path), node)
     elif cfg.prompts_file:
         base = path.parent if path else Path(".")
         prompt_list = load_prompts_file(base / cfg.prompts_file)

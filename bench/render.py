@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from bench import charts, scoring
+from bench import charts, quality, scoring
 from bench.schema import Run, schema_text
 from bench.stats import ModelStats, run_stats
 from bench.store import LoadProblem, load_all
@@ -148,6 +148,9 @@ class RunView:
     run: Run
     stats: list[ModelStats]
     slug: str
+    quality: dict[str, quality.ModelQuality]
+    agreement: dict[str, Any]
+    manual: dict[str, int]
 
     @property
     def stats_by_model(self) -> dict[str, ModelStats]:
@@ -171,6 +174,7 @@ def _env() -> Environment:
     env.globals.update(
         DIMENSIONS=scoring.DIMENSIONS, DIMENSION_INFO=scoring.DIMENSION_INFO, reason=reason, fmt=_fmt_any,
         fmt_extra=_fmt_extra, extra_label=_extra_label, config_json=_config_json, outputs=_outputs,
+        judgements=_judgements, manual_for=_manual_for,
     )
     return env
 
@@ -230,20 +234,25 @@ def _trend(views: list[RunView], metric: str) -> Markup | None:
     return Markup(charts.lines(series, title=f"Trend: {label}", y_label=label))
 
 
-def quality_of(run: Run) -> dict[str, tuple[float, tuple[str, ...]]]:
-    """Quality per model for the selection framework (filled once quality scores exist)."""
-    return {}
+def quality_of(view: "RunView") -> dict[str, tuple[float, tuple[str, ...]]]:
+    """Quality per model for the selection framework: the combined score and its sources."""
+    return {k: (q.combined, q.sources) for k, q in view.quality.items() if q.combined is not None}
 
 
 def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[str, scoring.Profile],
-                prefix: str = REPORT_DIR) -> dict[str, str]:
-    """Every generated page: relative path -> Markdown."""
+                prefix: str = REPORT_DIR, manual: Mapping[str, dict[str, int]] | None = None) -> dict[str, str]:
+    """Every generated page: relative path -> Markdown. ``manual``: run id -> annotation scores."""
     env = _env()
-    views = [RunView(r, run_stats(r), slug(r.run_id)) for r in sorted(runs, key=lambda r: r.run_id)]
+    manual = manual or {}
+    views = []
+    for r in sorted(runs, key=lambda r: r.run_id):
+        m = manual.get(r.run_id, {})
+        views.append(RunView(r, run_stats(r), slug(r.run_id), quality.model_quality(r, m),
+                             quality.agreement(r, m), m))
     latest = views[-1] if views else None
     rankings: list[scoring.Ranking] = []
     if latest is not None:
-        cands = scoring.candidates(latest.run, quality_of(latest.run), latest.stats)
+        cands = scoring.candidates(latest.run, quality_of(latest), latest.stats)
         rankings = [scoring.rank(cands, name, p) for name, p in profiles.items()]
     model_slugs: dict[str, str] = {}
     for v in views:
@@ -353,6 +362,14 @@ def _config_json(cfg: Mapping[str, Any]) -> Markup:
     return code_block(json.dumps(cfg, indent=2, ensure_ascii=False), "json")
 
 
+def _judgements(view: RunView, model: str, prompt_id: str) -> list[Any]:
+    return [j for j in view.run.judgements if j.model == model and j.prompt_id == prompt_id]
+
+
+def _manual_for(view: RunView, sample: Any) -> int | None:
+    return view.manual.get(quality.response_id(sample.model, sample.prompt_id, sample.output))
+
+
 def _outputs(view: RunView, model: str, prompt_id: str) -> list[Any]:
     return [s for s in view.run.samples if s.model == model and s.prompt_id == prompt_id and not s.warmup]
 
@@ -440,5 +457,12 @@ def render(results_dir: Path, docs_dir: Path, profiles: Mapping[str, scoring.Pro
     from bench.config import load_profiles
 
     runs, problems = load_all(results_dir)
-    pages = build_pages(runs, problems, profiles or load_profiles())
+    manual: dict[str, dict[str, int]] = {}
+    for r in runs:
+        path = results_dir / f"{r.run_id}.json"
+        try:
+            manual[r.run_id] = quality.manual_scores(path)
+        except quality.AnnotationError as e:
+            problems.append(LoadProblem(quality.annotation_path(path), str(e)))
+    pages = build_pages(runs, problems, profiles or load_profiles(), manual=manual)
     return write_pages(pages, docs_dir), problems

@@ -25,8 +25,7 @@ Counting rules (bump RUBRIC_ENGINE_VERSION when they change; results record the 
   dotted forms like U.S.; "etc." only ends a sentence before a capital letter) or after a bare
   number that starts a sentence or follows ``:``/``;`` (an inline "1." marker). Decimals (3.5)
   never split. A trailing piece without terminal punctuation (e.g. a list item) is one sentence;
-  pieces without a letter or digit do not count;
-  empty text is 0 sentences.
+  pieces without a letter or digit do not count; empty text is 0 sentences.
 * Words: runs of letters/digits joined by inner apostrophes or hyphens, and by ``.``/``,`` between
   digits: "SLM-based model's" = 2, "3.5 GB" = 2, "1,000" = 1. Lone dashes and markup are not words.
 * List items: lines that, after stripping, start with ``-``, ``*``, ``•`` or a number followed by
@@ -275,7 +274,8 @@ def _facet(f: Facet, text: str) -> Check:
     low = text.casefold()
     if f.regex is not None:
         m = _compile(f.regex).search(text)
-        ok, why = (True, f"matched '{_snip(m.group())}' at char {m.start()}") if m else (False, f"no match for /{f.regex}/")
+        ok = m is not None
+        why = f"matched '{_snip(m.group())}' at char {m.start()}" if m else f"no match for /{f.regex}/"
     elif f.any is not None:
         found = [t for t in f.any if t.casefold() in low]
         ok = bool(found)

@@ -19,6 +19,8 @@ from bench.client import RequestOptions, TokenCounter, make_client, run_request
 from bench import local
 from bench.config import Endpoint, Model, Plan, plan_from_snapshot, redact_url
 from bench.errors import BenchError, ResultsError
+from bench.rubric import parse_rubric
+from bench.rubric import score as score_rubric
 from bench.machine import git_info, machine_info
 from bench.schema import EndpointInfo, ModelInfo, Run, Sample
 from bench.store import RunWriter, ensure_writable, find_run, load_run, new_run_id, run_path, utcnow, workload
@@ -261,12 +263,15 @@ def _run_model(
         return
 
     client, counter = target.client, target.counter
+    rubrics = {p.id: parse_rubric(p.rubric, f"prompt {p.id}") for p in plan.prompts if p.rubric}
 
     def one(prompt: Any, round_: int, warmup: bool) -> Sample:
         s = run_request(
             client, counter, m.name, prompt.id, prompt.text, opts, round=round_, warmup=warmup, sleep=sleep
         )
         s.model = m.key
+        if s.ok and prompt.id in rubrics:
+            s.rubric = score_rubric(rubrics[prompt.id], s.output)
         run.samples.append(s)
         if s.resolved_model:
             info.resolved_id = s.resolved_model

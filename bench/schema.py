@@ -11,11 +11,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench.rubric import RubricResult
+
 # History of the format (bump on any change to what is stored; add bench.store._upgrade_to_N):
 #   1 (bench 0.1.0): first version. Run metadata (git, machine, endpoints, models, config
 #     snapshot, workload hash) and per-request samples with TTFT, inter-token gaps, e2e,
 #     token counts and their source, output, and every HTTP attempt.
-SCHEMA_VERSION = 1
+#   2 (bench 0.1.0): quality. Each sample may carry `rubric` (per-check results and score);
+#     the run carries `judgements` (LLM judge verdicts: judge model, prompt hash, raw text, score).
+#     Upgrading a version-1 file adds `rubric: null` to each sample and `judgements: []`.
+SCHEMA_VERSION = 2
 
 RunStatus = Literal["running", "complete", "partial", "interrupted"]
 TokensSource = Literal["usage", "tokenize", "usage_probe", "chunks"]
@@ -73,6 +78,24 @@ class Sample(_Model):
     output: str = ""
     reasoning: str = ""
     attempts: list[Attempt] = Field(default_factory=list)
+    rubric: RubricResult | None = Field(None, description="rubric checks of the output (successful requests)")
+
+
+class Judgement(_Model):
+    """One LLM-judge verdict on one distinct response (see bench.quality)."""
+
+    response_id: str = Field(description="model/prompt_id/sha256-prefix of the output")
+    model: str
+    prompt_id: str
+    judge_model: str
+    judge_endpoint: str = Field(description="without credentials or query string")
+    judge_resolved_id: str | None = None
+    prompt_version: int
+    prompt_hash: str
+    raw: str = Field(description="the judge's verdict text, untrusted")
+    score: int | None = Field(None, description="1-5, or null when the verdict could not be parsed")
+    error: str | None = None
+    judged_at: str
 
 
 class GitInfo(_Model):
@@ -133,6 +156,7 @@ class Run(_Model):
     workload: Workload
     config: dict[str, Any]
     samples: list[Sample] = Field(default_factory=list)
+    judgements: list[Judgement] = Field(default_factory=list)
 
 
 def json_schema() -> dict[str, Any]:

@@ -97,7 +97,16 @@ class RunWriter:
 # ----------------------------------------------------------------------------- loading
 
 # Upgrades: _UPGRADES[n] turns a version-n dict into a version-(n+1) dict.
-_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+def _upgrade_to_2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 added rubric results per sample and LLM-judge verdicts per run."""
+    for s in data.get("samples") or []:
+        if isinstance(s, dict):
+            s.setdefault("rubric", None)
+    data.setdefault("judgements", [])
+    return data
+
+
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_to_2}
 
 
 def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:

@@ -147,10 +147,10 @@ def test_prompts_file_strings_and_objects(tmp_path):
     (tmp_path / "p.json").write_text(json.dumps(["Say hi.", "Say hi.", "Count to 3."]))
     prompts = load_prompts_file(tmp_path / "p.json")
     assert [p.id for p in prompts] == ["say-hi", "say-hi-2", "count-to-3"]
-    (tmp_path / "p.yaml").write_text("- id: a\n  text: One\n  rubric: {keywords: [x]}\n- Two\n")
+    (tmp_path / "p.yaml").write_text("- id: a\n  text: One\n  rubric: {facets: [{any: [x]}]}\n- Two\n")
     prompts = load_prompts_file(tmp_path / "p.yaml")
     assert [(p.id, p.text) for p in prompts] == [("a", "One"), ("two", "Two")]
-    assert prompts[0].rubric == {"keywords": ["x"]}
+    assert prompts[0].rubric == {"facets": [{"any": ["x"]}]}
 
 
 @pytest.mark.parametrize("content,message", [
