@@ -124,11 +124,15 @@ class ProgressReporter:
 
 
 def _sigterm_as_interrupt() -> None:
+    """SIGTERM and SIGINT both stop cleanly (KeyboardInterrupt), even when the shell started us
+    in the background with SIGINT ignored."""
+
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     try:
         signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
     except ValueError:  # not in the main thread (tests)
         pass
 
