@@ -295,7 +295,28 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     pages[f"{prefix}/selection.md"] = env.get_template("selection.md.j2").render(
         **common, breakdowns=[_breakdown(r) for r in rankings], selection_data=_selection_data(rankings))
     pages[f"{prefix}/schema.md"] = env.get_template("schema.md.j2").render(**common, schema=schema_text())
+    pages[f"{prefix}/changes.md"] = env.get_template("changes.md.j2").render(**common, **_changes(views))
     return pages
+
+
+def _changes(views: list[RunView]) -> dict[str, Any]:
+    """Latest run vs the previous comparable one (same workload, same machine)."""
+    from bench import compare
+
+    if not views:
+        return {"change": None, "previous": None}
+    runs = [v.run for v in views]
+    prev = compare.previous_comparable(runs, runs[-1])
+    if prev is None:
+        return {"change": None, "previous": None}
+    a = compare.Side(prev.run_id, {m: prev for m in prev.models})
+    b = compare.Side(runs[-1].run_id, {m: runs[-1] for m in runs[-1].models})
+    d = compare.diff(a, b)
+    rows = [dict(model=r.model, metric=compare.METRICS[r.metric][0] if r.metric in compare.METRICS else "all",
+                 a=compare.fmt_value(r.metric, r.a), b=compare.fmt_value(r.metric, r.b), change=compare.fmt_change(r),
+                 status=r.status, reason=r.reason or "") for r in d.rows]
+    return {"change": {"rows": rows, "ranking": d.ranking, "regressions": len(d.regressions),
+                       "threshold": d.threshold}, "previous": next(v for v in views if v.run is prev)}
 
 
 def _constraints_text(profile: scoring.Profile) -> str:
@@ -384,10 +405,17 @@ def _latest_with_prompt(views: list[RunView], pid: str) -> RunView | None:
 def _model_trend(history: list[RunView], key: str) -> Markup | None:
     if len(history) < 2:
         return None
-    pts = [(v.run.run_id[:15], v.stats_by_model[key].e2e.p50) for v in history]
-    tps = [(v.run.run_id[:15], v.stats_by_model[key].decode_tps.p50) for v in history]
-    return Markup(charts.lines([("e2e p50 (s)", pts)], title="e2e p50 across runs", y_label="seconds")
-                  + "\n" + charts.lines([("decode tok/s", tps)], title="decode tokens/s across runs", y_label="tokens/s"))
+    def x(v: RunView) -> str:
+        commit = (v.run.git.commit or "")[:7] if v.run.git else ""
+        return v.run.run_id[:13] + (f" {commit}" if commit else "")
+
+    ttft = [(x(v), (v.stats_by_model[key].ttft.p50 or 0) * 1000 or None) for v in history]
+    pts = [(x(v), v.stats_by_model[key].e2e.p50) for v in history]
+    tps = [(x(v), v.stats_by_model[key].decode_tps.p50) for v in history]
+    return Markup(charts.lines([("TTFT p50 (ms)", ttft)], title="TTFT p50 across runs and commits", y_label="ms")
+                  + "\n\n" + charts.lines([("e2e p50 (s)", pts)], title="e2e p50 across runs and commits", y_label="seconds")
+                  + "\n\n" + charts.lines([("decode tok/s", tps)], title="decode tokens/s across runs and commits",
+                                           y_label="tokens/s"))
 
 
 def _selection_data(rankings: list[scoring.Ranking]) -> dict[str, Any]:

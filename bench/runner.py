@@ -17,13 +17,18 @@ import openai
 import bench
 from bench.client import RequestOptions, TokenCounter, make_client, run_request
 from bench import local
-from bench.config import Endpoint, Model, Plan, plan_from_snapshot, redact_url
+from bench.config import Endpoint, Model, Plan, Prompt, plan_from_snapshot, redact_url
 from bench.errors import BenchError, ResultsError
 from bench.rubric import parse_rubric
 from bench.rubric import score as score_rubric
 from bench.machine import git_info, machine_info
 from bench.schema import EndpointInfo, ModelInfo, Run, Sample
 from bench.store import RunWriter, ensure_writable, find_run, load_run, new_run_id, run_path, utcnow, workload
+
+
+# Warmup uses its own prompt: a server that caches the last prompt (llama.cpp does) would
+# otherwise answer the first measured request, the same text, with a near-zero TTFT.
+WARMUP_PROMPT = Prompt(id="_warmup", text="Reply with one short sentence about the weather.")
 
 
 class Interrupted(BenchError):
@@ -281,7 +286,7 @@ def _run_model(
 
     first_warmup = sum(1 for s in run.samples if s.model == m.key and s.warmup)
     for i in range(plan.warmup):
-        s = one(plan.prompts[i % len(plan.prompts)], first_warmup + i, True)
+        s = one(WARMUP_PROMPT, first_warmup + i, True)
         if s.error == "unknown_model":
             info.status, info.reason = "skipped", f"unknown model: {s.error_detail}"
             writer.save()

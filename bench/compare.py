@@ -1,0 +1,346 @@
+"""Diffs between runs, results files and git revisions, with significance from raw samples.
+
+A side of a comparison is a set of (model -> samples). A run id or a file gives one run's
+models; a git revision gives, for each model, its latest run in ``results/`` as of that commit,
+read from git objects without a checkout.
+
+For each model and metric the change is the geometric mean over prompts of the ratio of medians
+(B / A) minus one, so prompts with long and short answers weigh the same. A 95% bootstrap
+confidence interval (requests resampled within each prompt, seeded) decides significance:
+
+* |change| >= threshold (default 5%) and the interval excludes 0 -> improved / worsened
+  (direction-aware: lower latency is better, higher tokens/s is better)
+* the interval lies within ±threshold, or it excludes 0 but |change| < threshold -> same
+* otherwise (the interval is too wide to tell)          -> not significant
+* different workload hash, or machine unless allowed   -> not comparable (never diffed)
+* no successful request on one side                    -> failed / fixed
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from pydantic import ValidationError
+
+from bench import scoring
+from bench.errors import BenchError
+from bench.schema import Run, Sample
+from bench.stats import decode_tps
+from bench.store import find_run, list_run_files, load_all, load_run, upgrade
+
+# metric -> (label, extractor from a sample, higher is better)
+METRICS: dict[str, tuple[str, Callable[[Sample], float | None], bool]] = {
+    "ttft": ("TTFT", lambda s: s.ttft_s, False),
+    "itl": ("inter-token latency", lambda s: float(np.mean(s.itl_s)) if s.itl_s else None, False),
+    "e2e": ("end-to-end latency", lambda s: s.e2e_s, False),
+    "decode_tps": ("decode tokens/s", decode_tps, True),
+}
+
+
+class CompareError(BenchError):
+    exit_code = 2
+
+
+@dataclass
+class Side:
+    label: str  # what the user named
+    runs: dict[str, Run]  # model -> the run its samples come from
+
+    def samples(self, model: str) -> list[Sample]:
+        run = self.runs[model]
+        return [s for s in run.samples if s.model == model and not s.warmup]
+
+
+@dataclass
+class Row:
+    model: str
+    metric: str
+    prompt: str | None
+    status: str
+    a: float | None = None  # median on side A
+    b: float | None = None
+    change: float | None = None  # relative, B vs A
+    ci: tuple[float, float] | None = None
+    n_a: int = 0
+    n_b: int = 0
+    reason: str | None = None
+
+
+@dataclass
+class Diff:
+    a: str
+    b: str
+    a_runs: list[str]
+    b_runs: list[str]
+    threshold: float
+    rows: list[Row]
+    ranking: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def regressions(self) -> list[Row]:
+        return [r for r in self.rows if r.status in ("worsened", "failed")]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"a": self.a, "b": self.b, "a_runs": self.a_runs, "b_runs": self.b_runs,
+                "threshold": self.threshold, "rows": [asdict(r) for r in self.rows], "ranking": self.ranking}
+
+
+# ----------------------------------------------------------------------------- resolving sides
+
+
+def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def _is_revision(ref: str, cwd: Path) -> bool:
+    return _git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd).returncode == 0
+
+
+def runs_at_revision(rev: str, results_dir: Path) -> list[Run]:
+    """Every readable run in results_dir as of a git revision (no checkout)."""
+    results_dir = results_dir.resolve()
+    top = _git(["rev-parse", "--show-toplevel"], results_dir if results_dir.exists() else Path.cwd())
+    if top.returncode != 0:
+        raise CompareError(f"'{rev}' is not a run id or a file, and {results_dir} is not inside a git repository")
+    root = Path(top.stdout.strip())
+    try:
+        rel = results_dir.relative_to(root).as_posix()
+    except ValueError:
+        raise CompareError(f"{results_dir} is outside the git repository at {root}") from None
+    listing = _git(["ls-tree", "-r", "--name-only", rev, "--", rel], root)
+    files = [f for f in listing.stdout.splitlines() if f.endswith(".json")]
+    if not files:
+        raise CompareError(f"revision {rev} has no results under {rel}/: pick a commit that has runs")
+    runs = []
+    for f in files:
+        blob = _git(["show", f"{rev}:{f}"], root)
+        try:
+            data = upgrade(json.loads(blob.stdout), f"{rev}:{f}")
+            runs.append(Run.model_validate(data))
+        except (ValueError, ValidationError, BenchError):
+            continue  # an unreadable file at that revision is skipped, like render does
+    if not runs:
+        raise CompareError(f"revision {rev} has results under {rel}/ but none could be read")
+    return sorted(runs, key=lambda r: r.run_id)
+
+
+def _latest_per_model(runs: list[Run]) -> dict[str, Run]:
+    out: dict[str, Run] = {}
+    for run in runs:  # oldest first: later runs replace earlier ones
+        for model in run.models:
+            if any(s.model == model and s.ok and not s.warmup for s in run.samples) or model not in out:
+                out[model] = run
+    return out
+
+
+def resolve_side(ref: str, results_dir: Path) -> Side:
+    path = Path(ref)
+    if path.suffix == ".json" and path.is_file():
+        run = load_run(path)
+        return Side(ref, {m: run for m in run.models})
+    try:
+        run = load_run(find_run(results_dir, ref))
+        return Side(ref, {m: run for m in run.models})
+    except BenchError as e:
+        if "matches" in str(e):
+            raise
+    if _is_revision(ref, results_dir if results_dir.exists() else Path.cwd()):
+        return Side(ref, _latest_per_model(runs_at_revision(ref, results_dir)))
+    raise CompareError(f"'{ref}' is neither a results file, a run id in {results_dir}, nor a git revision")
+
+
+def latest_comparable_pair(results_dir: Path, cross_machine: bool = False) -> tuple[str, str]:
+    runs, _ = load_all(results_dir)
+    if len(runs) < 2:
+        raise CompareError(f"{results_dir} has {len(runs)} readable run(s); diff needs two (or name A and B)")
+    b = runs[-1]
+    for a in reversed(runs[:-1]):
+        if a.workload.hash == b.workload.hash and (cross_machine or a.machine.hostname_hash == b.machine.hostname_hash):
+            return a.run_id, b.run_id
+    raise CompareError(
+        f"no earlier run is comparable with the latest ({b.run_id}, workload {b.workload.hash}"
+        f"{'' if cross_machine else ', same machine'}); name two runs, or pass --cross-machine")
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def _by_prompt(samples: list[Sample], fn: Callable[[Sample], float | None]) -> dict[str, np.ndarray]:
+    out: dict[str, list[float]] = {}
+    for s in samples:
+        if s.ok:
+            v = fn(s)
+            if v is not None and np.isfinite(v) and v > 0:
+                out.setdefault(s.prompt_id, []).append(v)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def relative_change(a: dict[str, np.ndarray], b: dict[str, np.ndarray], *, n_boot: int = 2000,
+                    seed: int = 0) -> tuple[float, tuple[float, float]] | None:
+    """Geometric mean over common prompts of median(B)/median(A) - 1, with a 95% bootstrap CI."""
+    prompts = sorted(set(a) & set(b))
+    if not prompts:
+        return None
+    rng = np.random.default_rng(seed)
+    point = np.mean([np.log(np.median(b[p]) / np.median(a[p])) for p in prompts])
+    boot = np.zeros(n_boot)
+    for p in prompts:
+        ra = a[p][rng.integers(0, len(a[p]), size=(n_boot, len(a[p])))]
+        rb = b[p][rng.integers(0, len(b[p]), size=(n_boot, len(b[p])))]
+        boot += np.log(np.median(rb, axis=1) / np.median(ra, axis=1))
+    boot /= len(prompts)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return float(np.expm1(point)), (float(np.expm1(lo)), float(np.expm1(hi)))
+
+
+def classify(change: float, ci: tuple[float, float], higher_better: bool, threshold: float) -> str:
+    significant = not (ci[0] <= 0 <= ci[1])
+    if abs(change) >= threshold and significant:
+        better = change > 0 if higher_better else change < 0
+        return "improved" if better else "worsened"
+    if -threshold < ci[0] and ci[1] < threshold:
+        return "same"  # the whole interval is within the threshold: equivalent
+    if abs(change) < threshold and significant:
+        return "same"  # real but smaller than the threshold
+    return "not significant"  # the data cannot tell
+
+
+# ----------------------------------------------------------------------------- the diff
+
+
+def _comparable(ra: Run, rb: Run, cross_machine: bool) -> str | None:
+    if ra.workload.hash != rb.workload.hash:
+        return f"different workloads ({ra.workload.hash} vs {rb.workload.hash}: prompts or generation params differ)"
+    if not cross_machine and ra.machine.hostname_hash != rb.machine.hostname_hash:
+        return "different machines (pass --cross-machine to compare anyway)"
+    return None
+
+
+def diff(a: Side, b: Side, *, threshold: float = 0.05, by_prompt: bool = False, cross_machine: bool = False,
+         seed: int = 0) -> Diff:
+    rows: list[Row] = []
+    models = [m for m in b.runs if m in a.runs] + [m for m in a.runs if m not in b.runs]
+    for model in models:
+        if model not in b.runs:
+            rows.append(Row(model, "*", None, "not comparable", reason=f"not in {b.label}"))
+            continue
+        reason = _comparable(a.runs[model], b.runs[model], cross_machine)
+        if reason:
+            rows.append(Row(model, "*", None, "not comparable", reason=reason))
+            continue
+        sa, sb = a.samples(model), b.samples(model)
+        ok_a, ok_b = any(s.ok for s in sa), any(s.ok for s in sb)
+        if not ok_a or not ok_b:
+            if ok_a or ok_b:
+                status = "failed" if ok_a else "fixed"
+                rows.append(Row(model, "*", None, status, n_a=sum(s.ok for s in sa), n_b=sum(s.ok for s in sb),
+                                reason="no successful request in " + (b.label if ok_a else a.label)))
+            else:
+                rows.append(Row(model, "*", None, "not comparable", reason="no successful request on either side"))
+            continue
+        prompts: list[str | None] = [None]
+        if by_prompt:
+            prompts = sorted({s.prompt_id for s in sb} & {s.prompt_id for s in sa})
+        for metric, (_, fn, higher) in METRICS.items():
+            da, db = _by_prompt(sa, fn), _by_prompt(sb, fn)
+            for p in prompts:
+                pa = da if p is None else {k: v for k, v in da.items() if k == p}
+                pb = db if p is None else {k: v for k, v in db.items() if k == p}
+                result = relative_change(pa, pb, seed=seed)
+                if result is None:
+                    continue
+                change, ci = result
+                rows.append(Row(
+                    model, metric, p, classify(change, ci, higher, threshold),
+                    a=float(np.median(np.concatenate(list(pa.values())))),
+                    b=float(np.median(np.concatenate(list(pb.values())))),
+                    change=change, ci=ci, n_a=sum(len(v) for v in pa.values()), n_b=sum(len(v) for v in pb.values()),
+                ))
+    return Diff(a.label, b.label, sorted({r.run_id for r in a.runs.values()}),
+                sorted({r.run_id for r in b.runs.values()}), threshold, rows, _ranking_change(a, b))
+
+
+def _ranking_change(a: Side, b: Side) -> dict[str, Any]:
+    """Top pick per shipped profile on each side (from each side's latest run)."""
+    out = {}
+    ra, rb = max(a.runs.values(), key=lambda r: r.run_id), max(b.runs.values(), key=lambda r: r.run_id)
+    for name, profile in scoring.DEFAULT_PROFILES.items():
+        ta = scoring.rank(scoring.candidates(ra), name, profile, perturbations=0).top
+        tb = scoring.rank(scoring.candidates(rb), name, profile, perturbations=0).top
+        out[name] = {"a": ta.model if ta else None, "b": tb.model if tb else None}
+    return out
+
+
+def comparable_models(d: Diff) -> int:
+    return len({r.model for r in d.rows if r.status != "not comparable"})
+
+
+def previous_comparable(runs: list[Run], run: Run) -> Run | None:
+    for r in reversed([x for x in runs if x.run_id < run.run_id]):
+        if r.workload.hash == run.workload.hash and r.machine.hostname_hash == run.machine.hostname_hash:
+            return r
+    return None
+
+
+__all__ = ["Diff", "Row", "Side", "diff", "resolve_side", "latest_comparable_pair", "list_run_files"]
+
+
+# ----------------------------------------------------------------------------- formatting
+
+ARROWS = {"improved": "✅ improved", "worsened": "❌ worsened", "same": "same", "not significant": "not significant",
+          "not comparable": "⚠️ not comparable", "failed": "❌ failed", "fixed": "✅ fixed"}
+
+
+def fmt_value(metric: str, v: float | None) -> str:
+    if v is None:
+        return "–"
+    if metric in ("ttft", "itl"):
+        return f"{v * 1000:.1f} ms"
+    if metric == "e2e":
+        return f"{v:.2f} s"
+    return f"{v:.1f}"
+
+
+def fmt_change(r: Row) -> str:
+    if r.change is None:
+        return "–"
+    ci = f" [{r.ci[0] * 100:+.1f}%, {r.ci[1] * 100:+.1f}%]" if r.ci else ""
+    return f"{r.change * 100:+.1f}%{ci}"
+
+
+def diff_markdown(d: Diff) -> str:
+    """For pull-request comments: untrusted names escaped, one table."""
+    from bench.render import md_text
+
+    lines = [
+        f"### bench diff: {md_text(d.a)} → {md_text(d.b)}",
+        "",
+        f"Runs {', '.join(md_text(x) for x in d.a_runs)} → {', '.join(md_text(x) for x in d.b_runs)}. "
+        f"Change = B vs A (geometric mean over prompts of median ratios), 95% bootstrap interval; "
+        f"threshold {d.threshold * 100:g}%.",
+        "",
+        "| model | metric | A | B | change [95% CI] | status |",
+        "|---|---|--:|--:|--:|---|",
+    ]
+    for r in d.rows:
+        label = METRICS[r.metric][0] if r.metric in METRICS else "all"
+        if r.prompt:
+            label += f" · {md_text(r.prompt)}"
+        status = ARROWS.get(r.status, r.status) + (f": {md_text(r.reason)}" if r.reason else "")
+        lines.append(f"| {md_text(r.model)} | {label} | {fmt_value(r.metric, r.a)} | {fmt_value(r.metric, r.b)} | "
+                     f"{fmt_change(r)} | {status} |")
+    changed = {k: v for k, v in d.ranking.items() if v["a"] != v["b"]}
+    lines.append("")
+    if changed:
+        lines += [f"- Top pick for **{md_text(k)}** changed: {md_text(v['a'] or 'none')} → {md_text(v['b'] or 'none')}"
+                  for k, v in changed.items()]
+    else:
+        lines.append("Selection: the top pick of every shipped profile is unchanged.")
+    worse = len(d.regressions)
+    lines += ["", f"**{worse} significant regression{'s' if worse != 1 else ''}.**" if worse else "No significant regression."]
+    return "\n".join(lines) + "\n"
