@@ -120,6 +120,14 @@ class Measurement:
     elapsed_ns: int = 0  # the attempt's wall time, failures included
 
 
+def _record_status(m: Measurement, e: openai.APIStatusError) -> None:
+    """An HTTP error answer: its status, what kind of failure it is, and Retry-After."""
+    m.http_status = e.status_code
+    m.error = classify_status(e.status_code, e.body, e.message)
+    m.detail = _short(e.message)
+    m.retry_after_s = _retry_after(getattr(e.response, "headers", None))
+
+
 def _params(model: str, messages: list[dict], gen: Generation) -> dict[str, Any]:
     # max_tokens, not max_completion_tokens: llama-cpp-python and others ignore the latter.
     params: dict[str, Any] = {
@@ -199,10 +207,7 @@ def measure_stream(
             m.detail = "the stream ended without a finish_reason"
         m.e2e_ns = t_end - t0
     except openai.APIStatusError as e:
-        m.http_status = e.status_code
-        m.error = classify_status(e.status_code, e.body, e.message)
-        m.detail = _short(e.message)
-        m.retry_after_s = _retry_after(getattr(e.response, "headers", None))
+        _record_status(m, e)
     except openai.APIError as e:
         started = bool(holder.get("stream"))
         if timed_out.is_set():
@@ -255,10 +260,7 @@ def measure_plain(
         if not m.output and not m.reasoning:
             m.error, m.detail = "empty", f"no content (finish_reason {m.finish_reason})"
     except openai.APIStatusError as e:
-        m.http_status = e.status_code
-        m.error = classify_status(e.status_code, e.body, e.message)
-        m.detail = _short(e.message)
-        m.retry_after_s = _retry_after(getattr(e.response, "headers", None))
+        _record_status(m, e)
     except openai.APIError as e:
         if _caused_by_timeout(e):
             m.error, m.detail = "timeout", f"no answer within {timeout_s:g} s"

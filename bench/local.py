@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import importlib.util
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
@@ -344,16 +343,5 @@ def serve(alias: str, path: str, *, chat_format: str | None = None, threads: int
         server.stop()
 
 
-def which_server_processes() -> list[int]:
-    """PIDs of llama_cpp.server processes that are our children (for tests and `bench local`)."""
-    me = psutil.Process()
-    out = []
-    for child in me.children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if "llama_cpp.server" in " ".join(child.cmdline()):
-                out.append(child.pid)
-    return out
-
-
 __all__ = ["BUILTINS", "EMBEDDED", "LocalServer", "RuntimeMissing", "ServerFacts", "builtin_models",
-           "check_runtime", "resolve_model_path", "serve", "shutil"]
+           "check_runtime", "resolve_model_path", "serve"]

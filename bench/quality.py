@@ -16,9 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -31,6 +29,7 @@ from ruamel.yaml.scalarstring import LiteralScalarString
 
 from bench.errors import BenchError, ConfigError
 from bench.schema import Run, Sample
+from bench.store import atomic_write
 
 # ----------------------------------------------------------------------------- annotations
 
@@ -99,15 +98,6 @@ def read_annotations(path: Path) -> CommentedMap | None:
     return data
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def update_annotations(run: Run, run_file: Path, path: Path | None = None) -> tuple[Path, int, int]:
     """Create or extend the annotation file; returns (path, responses added, responses kept)."""
     path = path or annotation_path(run_file)
@@ -136,7 +126,7 @@ def update_annotations(run: Run, run_file: Path, path: Path | None = None) -> tu
         added += 1
     buf = io.StringIO()
     _yaml().dump(data, buf)
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
     return path, added, len(known)
 
 

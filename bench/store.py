@@ -58,7 +58,8 @@ def ensure_writable(results_dir: Path) -> None:
         ) from None
 
 
-def _atomic_write(path: Path, text: str, *, exclusive: bool) -> None:
+def atomic_write(path: Path, text: str, *, exclusive: bool = False) -> None:
+    """Write via a temp file and rename (fsynced); ``exclusive`` refuses to replace an existing file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -90,7 +91,7 @@ class RunWriter:
 
     def save(self) -> None:
         text = json.dumps(self.run.model_dump(mode="json"), indent=1, ensure_ascii=False) + "\n"
-        _atomic_write(self.path, text, exclusive=not self._created)
+        atomic_write(self.path, text, exclusive=not self._created)
         self._created = True
 
 
