@@ -415,6 +415,9 @@ def judge(run_ref: str, endpoint: str, judge_model: str, api_key_env: str, resul
         err.print(Text(f"skipped {model}: a model never judges its own outputs", style="yellow"))
     err.print(Text(f"judged {summary.judged} response(s) ({summary.unparseable} unparseable verdicts, "
                    f"{summary.already} judged before); wrote {path}"))
+    if summary.failed:
+        raise BenchError(f"{summary.failed} request(s) to the judge failed (last: {summary.last_error}); "
+                         "nothing was stored for them: run bench judge again to retry")
 
 
 @main.command("diff")

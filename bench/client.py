@@ -128,6 +128,24 @@ def _record_status(m: Measurement, e: openai.APIStatusError) -> None:
     m.retry_after_s = _retry_after(getattr(e.response, "headers", None))
 
 
+def _shutdown(response: Any) -> None:
+    """Wake a read blocked on this response's socket (best effort, any thread)."""
+    import socket as _socket
+
+    try:
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            sock.shutdown(_socket.SHUT_RDWR)
+            return
+    except Exception:  # noqa: BLE001 - fall back to closing
+        pass
+    try:
+        response.close()
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def _params(model: str, messages: list[dict], gen: Generation) -> dict[str, Any]:
     # max_tokens, not max_completion_tokens: llama-cpp-python and others ignore the latter.
     params: dict[str, Any] = {
@@ -155,13 +173,12 @@ def measure_stream(
     holder: dict[str, Any] = {}
 
     def on_timeout() -> None:
+        # Closing the response from another thread does not wake a blocked read; shutting the
+        # socket down does, so the request ends at the timeout, not at the next stall check.
         timed_out.set()
         stream = holder.get("stream")
         if stream is not None:
-            try:
-                stream.response.close()
-            except Exception:  # noqa: BLE001 - best effort from the watchdog thread
-                pass
+            _shutdown(stream.response)
 
     timeout_ns = int(timeout_s * 1e9)
     watchdog = threading.Timer(timeout_s, on_timeout)
@@ -175,8 +192,9 @@ def measure_stream(
             **_params(model, messages, gen),
             stream=True,
             stream_options={"include_usage": True},
-            # A read timeout is the longest silence allowed between bytes: the stall timeout.
-            timeout=stall_s,
+            # A read timeout is the longest silence allowed between bytes: the stall timeout
+            # (or the request timeout, if shorter, for a server that never sends headers).
+            timeout=min(stall_s, timeout_s),
         )
         holder["stream"] = stream
         t0 = _start_time(t0)
@@ -211,6 +229,8 @@ def measure_stream(
     except openai.APIError as e:
         started = bool(holder.get("stream"))
         if timed_out.is_set():
+            m.error, m.detail = "timeout", f"no complete answer within {timeout_s:g} s"
+        elif _caused_by_timeout(e) and time.perf_counter_ns() - t0 >= timeout_ns * 0.99:
             m.error, m.detail = "timeout", f"no complete answer within {timeout_s:g} s"
         elif _caused_by_timeout(e):
             m.error = "stall"

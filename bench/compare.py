@@ -19,6 +19,7 @@ confidence interval (requests resampled within each prompt, seeded) decides sign
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -186,8 +187,12 @@ def relative_change(a: dict[str, np.ndarray], b: dict[str, np.ndarray], *, n_boo
     prompts = sorted(set(a) & set(b))
     if not prompts:
         return None
-    rng = np.random.default_rng(seed)
     point = np.mean([np.log(np.median(b[p]) / np.median(a[p])) for p in prompts])
+    if min(min(len(a[p]), len(b[p])) for p in prompts) < MIN_SAMPLES:
+        # A resample of one value is that value: the interval would have zero width and any
+        # noise would look significant. Too few requests: the data cannot tell.
+        return float(np.expm1(point)), (-math.inf, math.inf)
+    rng = np.random.default_rng(seed)
     boot = np.zeros(n_boot)
     for p in prompts:
         ra = a[p][rng.integers(0, len(a[p]), size=(n_boot, len(a[p])))]
@@ -196,6 +201,9 @@ def relative_change(a: dict[str, np.ndarray], b: dict[str, np.ndarray], *, n_boo
     boot /= len(prompts)
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return float(np.expm1(point)), (float(np.expm1(lo)), float(np.expm1(hi)))
+
+
+MIN_SAMPLES = 3  # successful requests per prompt and side needed for a confidence interval
 
 
 def classify(change: float, ci: tuple[float, float], higher_better: bool, threshold: float) -> str:
@@ -245,7 +253,7 @@ def diff(a: Side, b: Side, *, threshold: float = 0.05, by_prompt: bool = False, 
             continue
         prompts: list[str | None] = [None]
         if by_prompt:
-            prompts = sorted({s.prompt_id for s in sb} & {s.prompt_id for s in sa})
+            prompts += sorted({s.prompt_id for s in sb} & {s.prompt_id for s in sa})
         for metric, (_, fn, higher) in METRICS.items():
             da, db = _by_prompt(sa, fn), _by_prompt(sb, fn)
             for p in prompts:
@@ -269,9 +277,15 @@ def _ranking_change(a: Side, b: Side) -> dict[str, Any]:
     """Top pick per shipped profile on each side (from each side's latest run)."""
     out = {}
     ra, rb = max(a.runs.values(), key=lambda r: r.run_id), max(b.runs.values(), key=lambda r: r.run_id)
+    from bench.quality import model_quality
+
+    def qual(run: Run) -> dict[str, tuple[float, tuple[str, ...]]]:
+        return {k: (q.combined, q.sources) for k, q in model_quality(run).items() if q.combined is not None}
+
+    ca, cb = scoring.candidates(ra, qual(ra)), scoring.candidates(rb, qual(rb))
     for name, profile in scoring.DEFAULT_PROFILES.items():
-        ta = scoring.rank(scoring.candidates(ra), name, profile, perturbations=0).top
-        tb = scoring.rank(scoring.candidates(rb), name, profile, perturbations=0).top
+        ta = scoring.rank(ca, name, profile, perturbations=0).top
+        tb = scoring.rank(cb, name, profile, perturbations=0).top
         out[name] = {"a": ta.model if ta else None, "b": tb.model if tb else None}
     return out
 
@@ -309,6 +323,8 @@ def fmt_value(metric: str, v: float | None) -> str:
 def fmt_change(r: Row) -> str:
     if r.change is None:
         return "–"
+    if r.ci and math.isinf(r.ci[0]):
+        return f"{r.change * 100:+.1f}% (too few requests for an interval)"
     ci = f" [{r.ci[0] * 100:+.1f}%, {r.ci[1] * 100:+.1f}%]" if r.ci else ""
     return f"{r.change * 100:+.1f}%{ci}"
 

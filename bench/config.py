@@ -156,7 +156,10 @@ class Plan:
             "config_path": self.config_path,
             "overrides": dict(self.overrides),
             "endpoints": [
-                {**e.model_dump(), "base_url": redact_url(e.base_url)} for e in self.endpoints.values()
+                {**e.model_dump(), "base_url": redact_url(e.base_url),
+                 # resume must then be given the URL again: the stored one lacks what was cut
+                 "url_redacted": redact_url(e.base_url) != e.base_url}
+                for e in self.endpoints.values()
             ],
             "models": [m.model_dump(exclude_none=True) for m in self.models],
             "prompts": [p.model_dump(exclude_none=True) for p in self.prompts],
@@ -539,7 +542,13 @@ def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path, endpoint:
     """Rebuild the plan a run file was made with (for --resume). ``endpoint`` replaces every
     endpoint's URL (servers with dynamic ports move between sessions)."""
     try:
-        endpoints = {e["name"]: Endpoint.model_validate(e) for e in snapshot["endpoints"]}
+        stored = [dict(e) for e in snapshot["endpoints"]]
+        redacted = [e["name"] for e in stored if e.pop("url_redacted", False)]
+        if redacted and not endpoint:
+            raise ConfigError(
+                f"the run's endpoint URL ({', '.join(redacted)}) had credentials or a query string, which "
+                "bench never stores: resume with --endpoint URL (or OPENAI_BASE_URL) to give it again")
+        endpoints = {e["name"]: Endpoint.model_validate(e) for e in stored}
         if endpoint:
             endpoints = {n: e.model_copy(update={"base_url": endpoint.rstrip("/")}) for n, e in endpoints.items()}
         return Plan(

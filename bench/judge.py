@@ -27,6 +27,8 @@ class JudgeSummary:
     unparseable: int
     skipped_self: list[str]
     already: int
+    failed: int = 0  # requests to the judge that failed: not verdicts, retried by the next bench judge
+    last_error: str | None = None
 
 
 def judge_run(writer: RunWriter, endpoint: Endpoint, judge_model: str, *, env: Mapping[str, str],
@@ -66,17 +68,22 @@ def judge_run(writer: RunWriter, endpoint: Endpoint, judge_model: str, *, env: M
         m = measure_plain(client, judge_model, judge_messages(p["text"], p.get("rubric"), s.output), gen, timeout_s)
         if m.error in ("connection",):
             raise EndpointError(f"the judge endpoint stopped answering ({m.detail}); verdicts so far are saved")
+        if m.error is not None:
+            # A failed request is not a verdict: nothing is stored, and the next run retries it.
+            summary.failed += 1
+            summary.last_error = f"{m.error}: {m.detail}"
+            continue
         if m.resolved_model and same_model(m.resolved_model, None, s.resolved_model or s.model, None):
             if s.model not in summary.skipped_self:
                 summary.skipped_self.append(s.model)
             continue
-        score = parse_verdict(m.output) if m.error is None else None
+        score = parse_verdict(m.output)
         j = Judgement(
             response_id=rid, model=s.model, prompt_id=s.prompt_id, judge_model=judge_model,
             judge_endpoint=redact_url(endpoint.base_url), judge_resolved_id=m.resolved_model,
             prompt_version=JUDGE_PROMPT_VERSION, prompt_hash=JUDGE_PROMPT_HASH, raw=m.output[:4000],
             score=score,
-            error=(f"{m.error}: {m.detail}" if m.error else (None if score is not None else "unparseable verdict")),
+            error=None if score is not None else "unparseable verdict",
             judged_at=utcnow(),
         )
         run.judgements.append(j)

@@ -17,9 +17,16 @@ log = logging.getLogger("mkdocs.hooks.bench")
 
 
 def on_pre_build(config, **kwargs) -> None:
+    from mkdocs.exceptions import PluginError
+
+    from bench.errors import BenchError
+
     root = Path(config.config_file_path).parent
     results = Path(os.environ.get("BENCH_RESULTS_DIR") or root / "results")
-    report, problems = render(results, Path(config.docs_dir))
+    try:
+        report, problems = render(results, Path(config.docs_dir))
+    except BenchError as e:
+        raise PluginError(f"bench: {e}") from None
     for problem in problems:
         log.warning("bench: %s", problem.message)
     if report.written or report.removed:

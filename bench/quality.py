@@ -274,7 +274,7 @@ def model_quality(run: Run, manual: dict[str, int] | None = None) -> dict[str, M
     for key in run.models:
         mine = [s for s in run.samples if s.model == key and s.ok and not s.warmup]
         rub = [s.rubric.score for s in mine if s.rubric is not None]
-        man = [v for rid, v in manual.items() if rid.startswith(f"{key}/")]
+        man = [v for rid, v in manual.items() if rid.rsplit("/", 2)[0] == key]
         judged = [j for j in run.judgements if j.model == key]
         scores = [j.score for j in judged if j.score is not None]
         out[key] = ModelQuality(

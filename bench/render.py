@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -49,7 +47,7 @@ def md_text(value: Any) -> Markup:
     One pass over the characters: HTML specials and Markdown syntax become entities, and line
     breaks become spaces (a cell or heading cannot be split).
     """
-    s = re.sub(r"\s*\n\s*", " ", str(value))
+    s = re.sub(r"\s*[\r\n\x0b\x0c\x85\u2028\u2029]\s*", " ", str(value))
     return Markup(s.translate(_ESCAPES))
 
 
@@ -446,12 +444,30 @@ class WriteReport:
 def write_pages(pages: Mapping[str, str], docs_dir: Path, prefix: str = REPORT_DIR) -> WriteReport:
     """Write pages whose content changed (atomically); remove generated pages that are gone.
 
-    Unchanged files are not touched, so `mkdocs serve`'s watcher does not loop.
+    Unchanged files are not touched, so `mkdocs serve`'s watcher does not loop. bench only ever
+    replaces or removes files it wrote itself (listed in ``<prefix>/.bench-generated``): a
+    hand-written page in the way is an error, never overwritten.
     """
-    docs_dir.mkdir(parents=True, exist_ok=True)
+    from bench.errors import BenchError
+    from bench.store import atomic_write
+
     report = docs_dir / prefix
-    report.mkdir(parents=True, exist_ok=True)
-    (report / MARKER).touch(exist_ok=True)
+    marker = report / MARKER
+    try:
+        previous = set(json.loads(marker.read_text(encoding="utf-8"))) if marker.is_file() else set()
+    except (ValueError, OSError):
+        # A marker without a manifest (older bench): the folder is ours, and so is its home page.
+        previous = {str(p.relative_to(docs_dir)) for p in report.rglob("*.md")} | {"index.md"}
+    if report.is_dir() and not marker.is_file() and any(report.rglob("*.md")):
+        raise BenchError(f"{report} holds pages bench did not write: move them, or render with --out into another folder")
+    for rel in pages:
+        path = docs_dir / rel
+        if rel in previous or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if text != pages[rel] and not text.startswith(_GENERATED_HOME_START):
+            raise BenchError(f"{path} exists and was not written by bench: move it, or render with --out into "
+                             "another folder")
     written, unchanged = [], 0
     for rel, content in pages.items():
         path = docs_dir / rel
@@ -462,21 +478,25 @@ def write_pages(pages: Mapping[str, str], docs_dir: Path, prefix: str = REPORT_D
         except (FileNotFoundError, UnicodeDecodeError):
             pass
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(content)
-        os.replace(tmp, path)
+        atomic_write(path, content)
         written.append(rel)
-    keep = {(docs_dir / rel).resolve() for rel in pages}
     removed = []
-    for path in sorted(report.rglob("*.md")):
-        if path.resolve() not in keep:
+    for rel in sorted(previous - set(pages)):
+        path = docs_dir / rel
+        if path.is_file():
             path.unlink()
-            removed.append(str(path.relative_to(docs_dir)))
+            removed.append(rel)
     for d in sorted((p for p in report.rglob("*") if p.is_dir()), reverse=True):
         if not any(d.iterdir()):
             d.rmdir()
+    manifest = json.dumps(sorted(pages), indent=0)
+    if not marker.is_file() or marker.read_text(encoding="utf-8") != manifest:
+        report.mkdir(parents=True, exist_ok=True)
+        atomic_write(marker, manifest)
     return WriteReport(written, unchanged, removed)
+
+
+_GENERATED_HOME_START = "# Which local model should we ship?"
 
 
 def render(results_dir: Path, docs_dir: Path, profiles: Mapping[str, scoring.Profile] | None = None

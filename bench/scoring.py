@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,6 +46,11 @@ LICENSE_ALLOWANCE = {
     "cc-by-nc-4.0": 0.0,
     "research only": 0.0,
 }
+
+
+# Licenses that allow shipping the model in a commercial product (some with use policies).
+COMMERCIAL_LICENSES = ["Apache-2.0", "MIT", "BSD-2-Clause", "BSD-3-Clause", "Gemma Terms of Use",
+                       "Llama 3.1 Community License", "Llama 3.2 Community License"]
 
 
 class Constraints(BaseModel):
@@ -85,7 +90,7 @@ DEFAULT_PROFILES: dict[str, Profile] = {
             "must fit in 2 GiB and be licensed for commercial use."
         ),
         weights=dict(DEFAULT_WEIGHTS),
-        constraints=Constraints(max_memory_mb=2048),
+        constraints=Constraints(max_memory_mb=2048, allowed_licenses=COMMERCIAL_LICENSES),
     ),
     "fastest": Profile(
         description="Interactive use where responsiveness is everything.",
@@ -205,16 +210,27 @@ def sub_scores(cands: list[Candidate], profile: Profile) -> dict[str, dict[str, 
 
 
 def _violations(c: Candidate, cons: Constraints) -> list[str]:
+    """Hard constraints a candidate breaks. Unknown data cannot satisfy a constraint: it is a
+    violation too ("memory unknown"), so a model is never picked on figures nobody measured."""
     v = []
     mib = 2**20
-    if cons.max_memory_mb and c.memory_bytes and c.memory_bytes / mib > cons.max_memory_mb:
-        v.append(f"memory {c.memory_bytes / mib:.0f} MiB > {cons.max_memory_mb:g} MiB")
-    if cons.max_disk_mb and c.disk_bytes and c.disk_bytes / mib > cons.max_disk_mb:
-        v.append(f"disk {c.disk_bytes / mib:.0f} MiB > {cons.max_disk_mb:g} MiB")
-    if cons.max_ttft_ms and c.ttft_p50_s and c.ttft_p50_s * 1000 > cons.max_ttft_ms:
-        v.append(f"TTFT p50 {c.ttft_p50_s * 1000:.0f} ms > {cons.max_ttft_ms:g} ms")
-    if cons.min_decode_tps and c.decode_tps is not None and c.decode_tps < cons.min_decode_tps:
-        v.append(f"decode {c.decode_tps:.1f} tok/s < {cons.min_decode_tps:g}")
+
+    def check(limit: float | None, value: float | None, name: str, text: Callable[[float], str]) -> None:
+        if not limit:
+            return
+        if value is None:
+            v.append(f"{name} unknown: cannot check the limit")
+        elif text(value):
+            v.append(text(value))
+
+    check(cons.max_memory_mb, c.memory_bytes, "memory",
+          lambda x: f"memory {x / mib:.0f} MiB > {cons.max_memory_mb:g} MiB" if x / mib > cons.max_memory_mb else "")
+    check(cons.max_disk_mb, c.disk_bytes, "disk",
+          lambda x: f"disk {x / mib:.0f} MiB > {cons.max_disk_mb:g} MiB" if x / mib > cons.max_disk_mb else "")
+    check(cons.max_ttft_ms, c.ttft_p50_s, "TTFT",
+          lambda x: f"TTFT p50 {x * 1000:.0f} ms > {cons.max_ttft_ms:g} ms" if x * 1000 > cons.max_ttft_ms else "")
+    check(cons.min_decode_tps, c.decode_tps, "decode speed",
+          lambda x: f"decode {x:.1f} tok/s < {cons.min_decode_tps:g}" if x < cons.min_decode_tps else "")
     if cons.allowed_licenses is not None:
         allowed = {x.lower() for x in cons.allowed_licenses}
         if (c.license or "").lower() not in allowed:

@@ -31,7 +31,8 @@ def _isolated(tmp_path, monkeypatch):
 def collect(server: FakeServer, models: str, *, env=None, backoff_s: float = 0.0, **kw):
     """Run the matrix in-process against the fake server; returns the Outcome."""
     kw.setdefault("results_dir", Path("results"))
-    plan = config.resolve(None, env=env or {}, endpoint=server.url, models=models, **kw)
+    kw.setdefault("endpoint", server.url)
+    plan = config.resolve(None, env=env or {}, models=models, **kw)
     plan, writer = runner.prepare(plan)
     return runner.collect(plan, writer, env=env or {}, sleep=lambda s: None, backoff_s=backoff_s)
 

@@ -165,6 +165,20 @@ def test_kill_9_keeps_every_finished_request_and_resume_completes_it(server):
     assert sum(1 for s in run2.samples if s.warmup) == 2  # the resumed session warms up again
 
 
+def test_resume_asks_for_a_url_whose_query_was_not_stored(server):
+    server.set_model("m", Script(ttft_s=0.01))
+    path = collect(server, "m", rounds=1, warmup=0, endpoint=server.url + "?api-version=1").path
+    data = read_json(path)
+    data["status"] = "interrupted"
+    data["samples"] = data["samples"][:1]
+    path.write_text(json.dumps(data))
+    r = cli("collect", "--resume", path.stem, "-q")
+    assert r.exit_code == 2 and "resume with --endpoint URL" in r.stderr
+    r = cli("collect", "--resume", path.stem, "--endpoint", server.url + "?api-version=1", "-q")
+    assert r.exit_code == 0, r.stderr
+    assert len(read_json(path)["samples"]) == 4
+
+
 def test_sigterm_marks_the_run_interrupted(server):
     server.set_model("m", Script(ttft_s=0.05, itl_s=0.01))
     proc = _bench("collect", "--endpoint", server.url, "--models", "m", "--rounds", "5", "-q")

@@ -159,7 +159,17 @@ def test_request_timeout_cuts_a_slow_but_steady_stream(server):
     run = collect(server, "m", rounds=1, warmup=0, timeout=0.6, max_tokens=200).run
     s = run.samples[0]
     assert s.error == "timeout" and not s.ok
-    assert 0.6 <= s.attempts[0].elapsed_s < 3
+    assert 0.5 <= s.attempts[0].elapsed_s < 3  # the timeout counts from the call, elapsed from the send
+
+
+def test_request_timeout_ends_a_silent_stream_on_time(server):
+    # Silent after one chunk for longer than the request timeout but shorter than the stall one.
+    server.set_model("m", Script(stall_after=1, stall_s=20, itl_s=0.001))
+    server.enqueue("m", Script(ttft_s=20))  # and a server that sends nothing at all
+    run = collect(server, "m", rounds=1, warmup=0, timeout=1.0, stall_timeout=20).run
+    for s in run.samples[:2]:
+        assert s.error == "timeout"
+        assert 0.9 < s.attempts[0].elapsed_s < 3
 
 
 def test_unknown_model_is_skipped_with_what_the_server_has(server):

@@ -65,7 +65,18 @@ def test_by_prompt_rows(server, prompts_file):
     a = run_once(server, prompts_file).path
     b = run_once(server, prompts_file).path
     d = compare.diff(compare.resolve_side(str(a), Path(".")), compare.resolve_side(str(b), Path(".")), by_prompt=True)
-    assert {(r.metric, r.prompt) for r in d.rows} == {(m, p["id"]) for m in compare.METRICS for p in PROMPTS}
+    assert {(r.metric, r.prompt) for r in d.rows} == {
+        (m, p) for m in compare.METRICS for p in [None] + [q["id"] for q in PROMPTS]}
+
+
+def test_one_request_per_prompt_is_never_significant(server, prompts_file):
+    server.set_model("m", Script(ttft_s=TTFT, itl_s=ITL))
+    a = collect(server, "m", rounds=1, warmup=0, prompts=prompts_file, results_dir=Path("r")).path
+    server.set_model("m", Script(ttft_s=TTFT * 1.5, itl_s=ITL * 1.5))
+    b = collect(server, "m", rounds=1, warmup=0, prompts=prompts_file, results_dir=Path("r")).path
+    d = compare.diff(compare.resolve_side(str(a), Path(".")), compare.resolve_side(str(b), Path(".")))
+    assert {r.status for r in d.rows} == {"not significant"} and not d.regressions
+    assert "too few requests" in compare.fmt_change(d.rows[0])
 
 
 def test_different_workloads_are_never_diffed(server, prompts_file):

@@ -118,6 +118,20 @@ def test_judge_scores_valid_and_records_garbage_as_unparseable(server):
     assert again.judged == 0 and again.already == 4
 
 
+def test_judge_errors_are_not_verdicts_and_are_retried(server):
+    server.set_model("m", Script(tokens=GOOD))
+    server.set_model("judge", Script(tokens=["SCORE: 4"]))
+    out = collect(server, "m", rounds=1, warmup=0)
+    server.enqueue("judge", Script(status=503), Script(status=401))
+    r = cli("judge", out.run.run_id, "--endpoint", server.url, "--model", "judge")
+    assert r.exit_code == 1 and "2 request(s) to the judge failed" in r.stderr
+    run = store.load_run(out.path)
+    assert len(run.judgements) == 2 and all(j.score == 4 for j in run.judgements)
+    r = cli("judge", out.run.run_id, "--endpoint", server.url, "--model", "judge")
+    assert r.exit_code == 0
+    assert len(store.load_run(out.path).judgements) == 4
+
+
 def test_a_model_never_judges_itself(server):
     server.set_model("m", Script(tokens=GOOD))
     out = collect(server, "m", rounds=1, warmup=0)

@@ -72,3 +72,19 @@ def test_profiles_in_bench_yaml(tmp_path):
     (tmp_path / "bench.yaml").write_text("profiles:\n  tiny:\n    weights: {sped: 1}\n")
     with pytest.raises(ConfigError, match="unknown dimension"):
         load_profiles(tmp_path / "bench.yaml")
+
+
+def test_unknown_data_cannot_satisfy_a_constraint():
+    cands = [cand("remote", mem=None, license="Apache-2.0"), cand("local", mem=2**29, license=None)]
+    r = rank(cands, "p", Profile(constraints=Constraints(max_memory_mb=1024, allowed_licenses=["Apache-2.0"])))
+    assert r.top is None
+    reasons = {row.model: row.excluded for row in r.rows}
+    assert reasons["remote"] == ["memory unknown: cannot check the limit"]
+    assert reasons["local"] == ["license unknown not allowed"]
+
+
+def test_edge_profile_requires_a_commercial_license():
+    from bench.scoring import DEFAULT_PROFILES
+
+    cands = [cand("nc", license="CC-BY-NC-4.0", mem=2**28), cand("ok", license="Apache-2.0", mem=2**29)]
+    assert rank(cands, "edge", DEFAULT_PROFILES["edge-summarizer"]).top.model == "ok"
