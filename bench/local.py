@@ -143,6 +143,30 @@ def resolve_model_path(path: str) -> Path:
 # ----------------------------------------------------------------------------- the server process
 
 
+def loopback_server(base_url: str) -> tuple[int, str] | None:
+    """(pid, process name) of the process listening for a loopback endpoint, when it can be seen.
+
+    Lets bench measure the resident memory of servers it did not start (Ollama, llama.cpp,
+    LM Studio, Foundry Local on this machine). None for remote hosts or when the OS hides it.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url.partition("?")[0])
+    host = parts.hostname or ""
+    if not (host == "localhost" or host.startswith("127.") or host == "::1"):
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        for c in psutil.net_connections(kind="inet"):
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+                if c.pid == os.getpid():
+                    return None  # the server runs inside bench itself (tests): nothing to measure apart
+                return c.pid, psutil.Process(c.pid).name()
+    except (psutil.Error, OSError):
+        return None
+    return None
+
+
 def runtime_version() -> str:
     try:
         return metadata.version("llama_cpp_python")

@@ -370,6 +370,7 @@ _EXTRA_LABELS = {
     "chat_format": "chat format", "runtime": "runtime", "load_s": "cold load time",
     "rss_after_load_bytes": "resident memory after load", "peak_rss_bytes": "peak resident memory",
     "disk_bytes": "disk footprint", "threads": "threads", "n_ctx": "context size",
+    "rss_before_bytes": "server memory before the model ran", "memory_source": "memory measured on",
 }
 
 

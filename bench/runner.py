@@ -6,6 +6,7 @@ loses nothing measured; ``resume`` runs only the cells a run file is missing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -112,6 +113,32 @@ class Target:
     client: openai.OpenAI
     counter: TokenCounter
     probe: EndpointInfo
+    server: tuple[int, str] | None = None  # (pid, name) of a loopback server we can measure
+
+
+@contextlib.contextmanager
+def _server_memory(target: Target, info: ModelInfo) -> Iterator[None]:
+    """Sample the resident memory of a loopback server's process tree while one model runs."""
+    if target.server is None:
+        yield
+        return
+    pid, name = target.server
+    try:
+        sampler = local._MemorySampler(pid)
+    except Exception:  # noqa: BLE001 - the process went away
+        yield
+        return
+    before = sampler.rss()
+    sampler.start()
+    try:
+        yield
+    finally:
+        peak = sampler.stop()
+        if info.status == "ok" and peak:
+            info.extra.update(
+                rss_before_bytes=before, peak_rss_bytes=peak,
+                memory_source=f"process tree of {name} (pid {pid}), which serves the endpoint; it may hold other models too",
+            )
 
 
 def _model_extra(m: Model) -> dict[str, Any]:
@@ -209,7 +236,8 @@ def collect(
     targets: dict[str, Target] = {}
     for name, ep in plan.endpoints.items():
         client = make_client(ep, env)
-        targets[name] = Target(client, TokenCounter(ep, client, env, plan.timeout_s), probe_endpoint(name, ep, client))
+        targets[name] = Target(client, TokenCounter(ep, client, env, plan.timeout_s), probe_endpoint(name, ep, client),
+                               local.loopback_server(ep.base_url))
     # Latest probe replaces an older one for the same endpoint name (resume may re-probe).
     run.endpoints = [e for e in run.endpoints if e.name not in targets] + [t.probe for t in targets.values()]
     writer.save()
@@ -223,7 +251,10 @@ def collect(
             if m.embedded:
                 _run_embedded(plan, writer, m, cells, env, opts, reporter, sleep)
             else:
-                _run_model(plan, writer, m, cells, targets[plan.endpoint_of(m).name], opts, reporter, sleep)
+                target = targets[plan.endpoint_of(m).name]
+                with _server_memory(target, run.models[m.key]):
+                    _run_model(plan, writer, m, cells, target, opts, reporter, sleep)
+                writer.save()
             reporter.model(m.key, run.models[m.key])
     except KeyboardInterrupt:
         run.status = "interrupted"

@@ -223,3 +223,30 @@ def test_server_down_skips_models_and_keeps_going(server):
     run = collect(server, "m", rounds=1, warmup=0).run
     assert run.models["m"].status == "skipped"
     assert run.status == "partial"
+
+
+def test_memory_of_a_loopback_server_process_is_measured(tmp_path):
+    """A server bench did not start, on this machine: its process tree's RSS is sampled per model."""
+    import json as _json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cfg = tmp_path / "fake.json"
+    cfg.write_text(_json.dumps({"models": {"m": {"ttft_s": 0.02, "itl_s": 0.002}}}))
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "fake_server.py"), "--port", "0",
+                             "--config", str(cfg)], stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().split()[1]
+        from bench import config, runner
+
+        plan = config.resolve(None, env={}, endpoint=url, models="m", rounds=1, warmup=0,
+                              results_dir=tmp_path / "results")
+        plan, writer = runner.prepare(plan)
+        run = runner.collect(plan, writer, env={}).run
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    extra = run.models["m"].extra
+    assert f"(pid {proc.pid})" in extra["memory_source"]
+    assert 5e6 < extra["peak_rss_bytes"] < 2e9 and extra["rss_before_bytes"] > 0
