@@ -173,6 +173,7 @@ def _env() -> Environment:
         DIMENSIONS=scoring.DIMENSIONS, DIMENSION_INFO=scoring.DIMENSION_INFO, reason=reason, fmt=_fmt_any,
         fmt_extra=_fmt_extra, extra_label=_extra_label, config_json=_config_json, outputs=_outputs,
         judgements=_judgements, manual_for=_manual_for,
+        pretty_json=lambda data: json.dumps(data, indent=2, ensure_ascii=False),
     )
     return env
 
