@@ -32,7 +32,7 @@ from bench import scoring
 from bench.errors import BenchError
 from bench.schema import Run, Sample
 from bench.stats import decode_tps
-from bench.store import find_run, list_run_files, load_all, load_run, upgrade
+from bench.store import find_run, load_all, load_run, upgrade
 
 # metric -> (label, extractor from a sample, higher is better)
 METRICS: dict[str, tuple[str, Callable[[Sample], float | None], bool]] = {
@@ -301,7 +301,7 @@ def previous_comparable(runs: list[Run], run: Run) -> Run | None:
     return None
 
 
-__all__ = ["Diff", "Row", "Side", "diff", "resolve_side", "latest_comparable_pair", "list_run_files"]
+__all__ = ["Diff", "Row", "Side", "diff", "resolve_side", "latest_comparable_pair"]
 
 
 # ----------------------------------------------------------------------------- formatting

@@ -266,10 +266,16 @@ def _allowed_keys(parent: tuple) -> list[str]:
 
 def load_config(path: Path | None) -> tuple[Config, Path | None]:
     """Load bench.yaml (the given path, or ./bench.yaml when present, or built-in defaults)."""
+    cfg, path, _ = _load_config(path)
+    return cfg, path
+
+
+def _load_config(path: Path | None) -> tuple[Config, Path | None, Any]:
+    """load_config plus the parsed YAML (its nodes know their line numbers, for later errors)."""
     if path is None:
         candidate = Path(DEFAULT_CONFIG_NAME)
         if not candidate.is_file():
-            return Config(), None
+            return Config(), None, None
         path = candidate
     data = read_yaml(path)
     if data is None:
@@ -277,7 +283,7 @@ def load_config(path: Path | None) -> tuple[Config, Path | None]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: the top level must be a mapping of keys (endpoints:, models:, ...)")
     try:
-        return Config.model_validate(_plain(data)), path
+        return Config.model_validate(_plain(data)), path, data
     except ValidationError as e:
         raise ConfigError(_validation_message(path, data, e)) from None
 
@@ -413,7 +419,7 @@ def resolve(
 ) -> Plan:
     """bench.yaml < environment < flags, validated into a :class:`Plan`."""
     env = os.environ if env is None else env
-    cfg, path = load_config(config_path)
+    cfg, path, raw = _load_config(config_path)
     overrides: dict[str, Any] = {}
 
     def pick(name: str, flag: Any, env_value: Any, cfg_value: Any) -> Any:
@@ -488,8 +494,7 @@ def resolve(
         overrides["prompts"] = "flag"
         prompt_list = load_prompts_file(prompts)
     elif cfg.prompts is not None:
-        node = read_yaml(path).get("prompts") if path else None  # for line numbers in errors
-        prompt_list = normalize_prompts(list(cfg.prompts), str(path), node)
+        prompt_list = normalize_prompts(list(cfg.prompts), str(path), raw.get("prompts") if raw else None)
     elif cfg.prompts_file:
         base = path.parent if path else Path(".")
         prompt_list = load_prompts_file(base / cfg.prompts_file)

@@ -27,7 +27,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import LiteralScalarString
 
-from bench.errors import BenchError, ConfigError
+from bench.errors import ConfigError
 from bench.schema import Run, Sample
 from bench.store import atomic_write
 
@@ -188,10 +188,6 @@ def criteria_text(rubric: dict[str, Any] | None) -> str:
 
 def judge_messages(prompt: str, rubric: dict | None, answer: str) -> list[dict]:
     return [{"role": "user", "content": JUDGE_PROMPT.format(prompt=prompt, criteria=criteria_text(rubric), answer=answer)}]
-
-
-class SelfJudging(BenchError):
-    pass
 
 
 def same_model(judge: str, judge_resolved: str | None, model_name: str, model_resolved: str | None) -> bool:

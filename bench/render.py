@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
@@ -150,9 +151,15 @@ class RunView:
     agreement: dict[str, Any]
     manual: dict[str, int]
 
-    @property
+    @cached_property
     def stats_by_model(self) -> dict[str, ModelStats]:
         return {s.model: s for s in self.stats}
+
+    @property
+    def label(self) -> str:
+        """Short x-axis label: start time and, when known, the commit."""
+        commit = (self.run.git.commit or "")[:7] if self.run.git else ""
+        return self.run.run_id[:13] + (f" {commit}" if commit else "")
 
 
 def _env() -> Environment:
@@ -227,7 +234,7 @@ def _trend(views: list[RunView], metric: str) -> Markup | None:
             if ms is not None and ms.ok:
                 value = {"e2e_p50": ms.e2e.p50, "decode_tps": ms.decode_tps.p50,
                          "ttft_p50": ms.ttft.p50 * 1000 if ms.ttft.p50 else None}[metric]
-            pts.append((v.run.run_id[:15], value))
+            pts.append((v.label, value))
         series.append((m, pts))
     label = {"e2e_p50": "e2e p50 (s)", "decode_tps": "decode tokens/s (p50)", "ttft_p50": "TTFT p50 (ms)"}[metric]
     return Markup(charts.lines(series, title=f"Trend: {label}", y_label=label))
@@ -405,13 +412,9 @@ def _latest_with_prompt(views: list[RunView], pid: str) -> RunView | None:
 def _model_trend(history: list[RunView], key: str) -> Markup | None:
     if len(history) < 2:
         return None
-    def x(v: RunView) -> str:
-        commit = (v.run.git.commit or "")[:7] if v.run.git else ""
-        return v.run.run_id[:13] + (f" {commit}" if commit else "")
-
-    ttft = [(x(v), (v.stats_by_model[key].ttft.p50 or 0) * 1000 or None) for v in history]
-    pts = [(x(v), v.stats_by_model[key].e2e.p50) for v in history]
-    tps = [(x(v), v.stats_by_model[key].decode_tps.p50) for v in history]
+    ttft = [(v.label, (v.stats_by_model[key].ttft.p50 or 0) * 1000 or None) for v in history]
+    pts = [(v.label, v.stats_by_model[key].e2e.p50) for v in history]
+    tps = [(v.label, v.stats_by_model[key].decode_tps.p50) for v in history]
     return Markup(charts.lines([("TTFT p50 (ms)", ttft)], title="TTFT p50 across runs and commits", y_label="ms")
                   + "\n\n" + charts.lines([("e2e p50 (s)", pts)], title="e2e p50 across runs and commits", y_label="seconds")
                   + "\n\n" + charts.lines([("decode tok/s", tps)], title="decode tokens/s across runs and commits",
