@@ -149,12 +149,14 @@ def _sigterm_as_interrupt() -> None:
 @click.option("--stall-timeout", type=float, help="Longest silence allowed inside a stream, seconds (default 60).")
 @click.option("--results-dir", type=click.Path(path_type=Path), help="Where run files go (default results/).")
 @click.option("--no-stream", is_flag=True, default=None, help="Non-streamed requests: end-to-end latency only.")
+@click.option("--prompt-cache", type=click.Choice(["cold", "warm"]),
+              help="cold (default): no measured prompt reuses a cached prefill; warm: measure the cached case.")
 @click.option("--resume", "resume", metavar="RUN_ID", help="Run only the missing cells of an earlier run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def collect(config_path: Path | None, endpoint: str | None, models: str | None, prompts: Path | None,
             rounds: int | None, warmup: int | None, max_tokens: int | None, timeout: float | None,
-            stall_timeout: float | None, results_dir: Path | None, no_stream: bool | None, resume: str | None,
-            quiet: bool) -> None:
+            stall_timeout: float | None, results_dir: Path | None, no_stream: bool | None,
+            prompt_cache: str | None, resume: str | None, quiet: bool) -> None:
     """Run the model x prompt matrix and write results/<run-id>.json."""
     env = os.environ
     if resume:
@@ -165,7 +167,7 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
         plan = config_mod.resolve(
             config_path, env=env, endpoint=endpoint, models=models, prompts=prompts, rounds=rounds,
             warmup=warmup, max_tokens=max_tokens, timeout=timeout, stall_timeout=stall_timeout,
-            results_dir=results_dir, stream=False if no_stream else None,
+            results_dir=results_dir, stream=False if no_stream else None, prompt_cache=prompt_cache,
         )
         plan, writer = runner.prepare(plan)
     if not plan.generation.stream:
@@ -186,6 +188,10 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
     _render_after_collect(outcome.path.parent, quiet)
     if not any(s.ok for s in run.samples if not s.warmup):
         raise BenchError(f"no request succeeded in run {run.run_id}; see the failures above")
+    bad = [k for k, info in run.models.items() if info.status in ("failed", "skipped")]
+    if bad:
+        raise BenchError(f"{len(bad)} of {len(run.models)} models were not measured ({', '.join(bad)}); "
+                         "see the failures above")
 
 
 DEFAULT_DOCS_DIR = Path("site_src")
@@ -321,8 +327,8 @@ def local_serve(config_path: Path | None, models: str | None) -> None:
         for m in chosen:
             err.print(Text(f"starting {m.key} …"))
             server = stack.enter_context(local.serve(
-                m.name, m.path or "", chat_format=m.chat_format, threads=plan.embedded.threads,
-                n_ctx=plan.embedded.n_ctx))
+                m.name, m.path or "", chat_format=m.chat_format, settings=plan.embedded.settings(),
+                log_dir=Path(".bench") / "logs"))
             facts = server.facts
             # Plain tab-separated lines, easy to read by scripts: label, URL, details.
             click.echo(f"{m.key}\t{server.base_url}\tmodel '{m.name}', loaded in {facts.load_s:.2f} s, "

@@ -221,12 +221,33 @@ def classify(change: float, ci: tuple[float, float], higher_better: bool, thresh
 # ----------------------------------------------------------------------------- the diff
 
 
-def _comparable(ra: Run, rb: Run, cross_machine: bool) -> str | None:
+# Runtime settings that do not shape performance (or only describe it) are not compared.
+_NOT_SETTINGS = {"extra_bufts_reason", "llama_cpp_python", "cpu_features"}
+
+
+def _settings_differ(ra: Run, rb: Run, model: str) -> str | None:
+    def shaping(run: Run) -> dict[str, Any] | None:
+        info = run.models.get(model)
+        got = info.extra.get("runtime_settings") if info is not None else None
+        return {k: v for k, v in got.items() if k not in _NOT_SETTINGS} if isinstance(got, dict) else None
+
+    a, b = shaping(ra), shaping(rb)
+    if a is None or b is None or a == b:
+        return None
+    changed = ", ".join(f"{k} {a.get(k)} → {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+    return f"different runtime settings ({changed})"
+
+
+def _comparable(ra: Run, rb: Run, cross_machine: bool, model: str = "") -> str | None:
+    ca, cb = ra.workload.prompt_cache, rb.workload.prompt_cache
+    if ca != cb:
+        why = " (recorded before bench kept measured prompts cold)" if "unknown" in (ca, cb) else ""
+        return f"different prompt-cache modes ({ca} vs {cb}{why}): TTFT would not measure the same thing"
     if ra.workload.hash != rb.workload.hash:
         return f"different workloads ({ra.workload.hash} vs {rb.workload.hash}: prompts or generation params differ)"
     if not cross_machine and ra.machine.hostname_hash != rb.machine.hostname_hash:
         return "different machines (pass --cross-machine to compare anyway)"
-    return None
+    return _settings_differ(ra, rb, model)
 
 
 def diff(a: Side, b: Side, *, threshold: float = 0.05, by_prompt: bool = False, cross_machine: bool = False,
@@ -237,7 +258,7 @@ def diff(a: Side, b: Side, *, threshold: float = 0.05, by_prompt: bool = False, 
         if model not in b.runs:
             rows.append(Row(model, "*", None, "not comparable", reason=f"not in {b.label}"))
             continue
-        reason = _comparable(a.runs[model], b.runs[model], cross_machine)
+        reason = _comparable(a.runs[model], b.runs[model], cross_machine, model)
         if reason:
             rows.append(Row(model, "*", None, "not comparable", reason=reason))
             continue
@@ -263,6 +284,8 @@ def diff(a: Side, b: Side, *, threshold: float = 0.05, by_prompt: bool = False, 
                 if result is None:
                     continue
                 change, ci = result
+                if a.runs[model].run_id == b.runs[model].run_id:
+                    change, ci = 0.0, (0.0, 0.0)  # the very same samples: no resampling noise to invent
                 rows.append(Row(
                     model, metric, p, classify(change, ci, higher, threshold),
                     a=float(np.median(np.concatenate(list(pa.values())))),

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,6 +25,9 @@ from bench.local import EMBEDDED
 from bench.local import builtin_models as _builtin_models
 from bench.rubric import RubricError, default_rubrics, parse_rubric
 from bench.scoring import DEFAULT_PROFILES, Profile
+
+if TYPE_CHECKING:
+    from bench.local import Settings
 
 DEFAULT_CONFIG_NAME = "bench.yaml"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -105,6 +108,16 @@ class Embedded(_Strict):
 
     threads: int | None = Field(None, ge=1, description="default: physical cores")
     n_ctx: int = Field(2048, ge=256)
+    n_batch: int = Field(512, ge=1, description="prompt tokens per llama_decode call")
+    extra_bufts: Literal["auto", "on", "off"] = Field(
+        "auto", description="llama.cpp extra buffer types (weight repacking, AMX); auto: off on AMX CPUs")
+    flash_attn: bool = False
+
+    def settings(self) -> "Settings":
+        from bench.local import Settings
+
+        return Settings(threads=self.threads, n_ctx=self.n_ctx, n_batch=self.n_batch,
+                        extra_bufts=self.extra_bufts, flash_attn=self.flash_attn)
 
 
 class Config(_Strict):
@@ -122,6 +135,9 @@ class Config(_Strict):
     results_dir: str = "results"
     embedded: Embedded = Field(default_factory=Embedded)
     profiles: dict[str, Profile] = Field(default_factory=dict)
+    # cold: no measured request can reuse an earlier request's prompt prefill (methodology.md);
+    # warm: each measured request follows an identical unmeasured one, so its prefill is cached.
+    prompt_cache: Literal["cold", "warm"] = "cold"
 
 
 @dataclass(frozen=True)
@@ -142,6 +158,7 @@ class Plan:
     config_path: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     embedded: Embedded = field(default_factory=Embedded)
+    prompt_cache: str = "cold"
 
     def endpoint_of(self, model: Model) -> Endpoint:
         return self.endpoints[model.endpoint or next(iter(self.endpoints))]
@@ -171,6 +188,7 @@ class Plan:
             "retries": self.retries,
             "max_consecutive_failures": self.max_consecutive_failures,
             "embedded": self.embedded.model_dump(),
+            "prompt_cache": self.prompt_cache,
         }
 
 
@@ -415,6 +433,7 @@ def resolve(
     stall_timeout: float | None = None,
     results_dir: Path | None = None,
     stream: bool | None = None,
+    prompt_cache: str | None = None,
     require_endpoint: bool = True,
 ) -> Plan:
     """bench.yaml < environment < flags, validated into a :class:`Plan`."""
@@ -540,6 +559,7 @@ def resolve(
         config_path=str(path) if path else None,
         overrides=overrides,
         embedded=cfg.embedded,
+        prompt_cache=pick("prompt_cache", prompt_cache, None, cfg.prompt_cache),
     )
 
 
@@ -571,6 +591,7 @@ def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path, endpoint:
             config_path=snapshot.get("config_path"),
             overrides=dict(snapshot.get("overrides") or {}),
             embedded=Embedded.model_validate(snapshot.get("embedded") or {}),
+            prompt_cache=str(snapshot.get("prompt_cache") or "cold"),
         )
     except (KeyError, TypeError, ValueError, ValidationError) as e:
         raise ConfigError(f"the run file's config snapshot is incomplete or invalid ({e}); start a new run") from None

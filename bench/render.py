@@ -370,6 +370,12 @@ def _fmt_extra(key: str, value: Any) -> Markup:
         return Markup(f"{value:.2f} s")
     if key == "parameters" and isinstance(value, int):
         return fmt_params(value)
+    if isinstance(value, bool):
+        return Markup("on" if value else "off")
+    if isinstance(value, list):
+        return md_text(" ".join(str(v) for v in value) or "none reported")
+    if isinstance(value, Mapping):
+        return md_text(", ".join(f"{_extra_label(str(k))}: {v}" for k, v in value.items()))
     return md_text(value)
 
 
@@ -379,6 +385,10 @@ _EXTRA_LABELS = {
     "rss_after_load_bytes": "resident memory after load", "peak_rss_bytes": "peak resident memory",
     "disk_bytes": "disk footprint", "threads": "threads", "n_ctx": "context size",
     "rss_before_bytes": "server memory before the model ran", "memory_source": "memory measured on",
+    "llama_cpp_python": "llama-cpp-python", "n_batch": "batch size", "flash_attn": "flash attention",
+    "extra_bufts": "extra buffer types (weight repacking, AMX)", "extra_bufts_reason": "extra buffer types because",
+    "cpu_features": "CPU features llama.cpp reports", "mode": "mode", "mechanism": "how",
+    "unmeasured_requests": "unmeasured requests",
 }
 
 

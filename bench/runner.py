@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import openai
+import psutil
 
 import bench
 from bench.client import RequestOptions, TokenCounter, make_client, run_request
@@ -114,6 +116,26 @@ class Target:
     counter: TokenCounter
     probe: EndpointInfo
     server: tuple[int, str] | None = None  # (pid, name) of a loopback server we can measure
+    endpoint: Endpoint | None = None
+    embedded: local.LocalServer | None = None
+    gone: str | None = None  # why the server stopped answering, once it has
+    last_text: str | None = None  # the last user prompt sent (embedded: the server's cached prefix)
+
+    def died(self) -> str | None:
+        """After a failed request: has the server itself gone (crashed, exited, stopped answering)?"""
+        if self.embedded is not None:
+            self.gone = self.embedded.died()
+            return self.gone
+        if self.server is not None:
+            pid, name = self.server
+            if not psutil.pid_exists(pid):
+                self.gone = f"the server process {name} (pid {pid}) behind {self.probe.base_url} exited"
+                return self.gone
+        if self.endpoint is not None:
+            again = probe_endpoint(self.probe.name, self.endpoint, self.client, timeout_s=3)
+            if not again.reachable:
+                self.gone = f"the server at {self.probe.base_url} stopped answering mid-run ({again.error})"
+        return self.gone
 
 
 @contextlib.contextmanager
@@ -164,7 +186,7 @@ def _new_run(plan: Plan) -> Run:
         bench_version=bench.__version__,
         git=git_info(),
         machine=machine_info(),
-        workload=workload(prompts, plan.generation.model_dump()),
+        workload=workload(prompts, plan.generation.model_dump(), plan.prompt_cache),
         config=plan.snapshot(),
         models={
             m.key: ModelInfo(
@@ -237,9 +259,10 @@ def collect(
     for name, ep in plan.endpoints.items():
         client = make_client(ep, env)
         targets[name] = Target(client, TokenCounter(ep, client, env, plan.timeout_s), probe_endpoint(name, ep, client),
-                               local.loopback_server(ep.base_url))
+                               local.loopback_server(ep.base_url), endpoint=ep)
     # Latest probe replaces an older one for the same endpoint name (resume may re-probe).
     run.endpoints = [e for e in run.endpoints if e.name not in targets] + [t.probe for t in targets.values()]
+    model_paths = preflight(plan, run, todo)
     writer.save()
     reporter.start(run, total)
 
@@ -249,7 +272,8 @@ def collect(
             if not cells:
                 continue
             if m.embedded:
-                _run_embedded(plan, writer, m, cells, env, opts, reporter, sleep)
+                if m.key in model_paths:
+                    _run_embedded(plan, writer, m, model_paths[m.key], cells, env, opts, reporter, sleep)
             else:
                 target = targets[plan.endpoint_of(m).name]
                 with _server_memory(target, run.models[m.key]):
@@ -275,6 +299,98 @@ def collect(
     return Outcome(run=run, path=writer.path)
 
 
+CACHE_FLUSH_PROMPT = "Reply with the single word: ready."
+
+
+class _ModelRun:
+    """The requests of one model on one target, with the prompt-cache rule of the workload.
+
+    cold (default): a measured request never reuses an earlier request's prompt prefill. On the
+    embedded server (llama-cpp-python keeps only the previous request's prefix) that holds as long
+    as no prompt follows itself, so a one-token request with another text goes in between when
+    one would; on any other server a short random marker goes before the prompt ("nonce").
+    warm: an identical one-token request goes right before each measured one.
+    """
+
+    def __init__(self, plan: Plan, writer: RunWriter, m: Model, target: Target, opts: RequestOptions,
+                 reporter: Reporter, sleep: Callable[[float], None]):
+        self.plan, self.writer, self.m, self.target = plan, writer, m, target
+        self.opts, self.reporter, self.sleep = opts, reporter, sleep
+        self.info = writer.run.models[m.key]
+        self.rubrics = {p.id: parse_rubric(p.rubric, f"prompt {p.id}") for p in plan.prompts if p.rubric}
+        self.mechanism = "prime" if plan.prompt_cache == "warm" else ("order" if target.embedded else "nonce")
+        self.info.extra["prompt_cache"] = {"mode": plan.prompt_cache, "mechanism": self.mechanism}
+        self.extra_requests = 0
+
+    def _unmeasured(self, text: str) -> None:
+        opts = RequestOptions(gen=self.opts.gen.model_copy(update={"max_tokens": 1}), timeout_s=self.opts.timeout_s,
+                              stall_timeout_s=self.opts.stall_timeout_s, retries=0)
+        run_request(self.target.client, None, self.m.name, "_cache", text, opts, round=0, warmup=True,
+                    sleep=self.sleep)
+        self.extra_requests += 1
+        self.info.extra["prompt_cache"]["unmeasured_requests"] = self.extra_requests
+        self.target.last_text = text
+
+    def _text_for(self, prompt: Any, warmup: bool) -> tuple[str, str | None]:
+        text, nonce = prompt.text, None
+        if warmup:
+            return text, None
+        if self.mechanism == "prime":
+            self._unmeasured(text)
+        elif self.mechanism == "order" and self.target.last_text == text:
+            self._unmeasured(CACHE_FLUSH_PROMPT)
+        elif self.mechanism == "nonce":
+            nonce = secrets.token_hex(4)
+            text = f"[{nonce}]\n{text}"
+        return text, nonce
+
+    def request(self, prompt: Any, round_: int, warmup: bool) -> Sample:
+        text, nonce = self._text_for(prompt, warmup)
+        s = run_request(self.target.client, self.target.counter, self.m.name, prompt.id, text, self.opts,
+                        round=round_, warmup=warmup, sleep=self.sleep)
+        self.target.last_text = text
+        s.model, s.cache_nonce = self.m.key, nonce
+        if s.ok and prompt.id in self.rubrics:
+            s.rubric = score_rubric(self.rubrics[prompt.id], s.output)
+        self.writer.run.samples.append(s)
+        if s.resolved_model:
+            self.info.resolved_id = s.resolved_model
+        self.writer.save()
+        self.reporter.sample(s)
+        return s
+
+    def stop_after(self, s: Sample, consecutive: int, remaining: int) -> bool:
+        """After a failed request: should this model stop? (sets status and reason when so)"""
+        if s.error == "unknown_model":
+            self.info.status, self.info.reason = "skipped", f"unknown model: {s.error_detail}"
+        elif (self.target.embedded is not None or s.error in SERVER_GONE_ERRORS) and self.target.died():
+            self.info.status = "failed"
+            self.info.reason = f"{self.target.gone}; the remaining {remaining} requests of {self.m.key} were skipped"
+        elif consecutive >= self.plan.max_consecutive_failures:
+            self.info.status = "failed"
+            self.info.reason = (f"gave up after {consecutive} consecutive failed requests "
+                                f"(last: {s.error}: {s.error_detail})")
+        else:
+            return False
+        self.writer.save()
+        return True
+
+
+# A failure of these kinds may mean the server itself is gone: check before the next request.
+SERVER_GONE_ERRORS = {"connection", "truncated", "stall", "timeout"}
+
+
+def _unusable(m: Model, target: Target) -> str | None:
+    probe = target.probe
+    if target.gone and target.died():
+        return f"{target.gone} (earlier in this run)"
+    if not probe.reachable:
+        return probe.error or "endpoint unreachable"
+    if not model_listed(m.name, probe.models):
+        return unknown_model_reason(m.name, probe)
+    return None
+
+
 def _run_model(
     plan: Plan,
     writer: RunWriter,
@@ -285,64 +401,26 @@ def _run_model(
     reporter: Reporter,
     sleep: Callable[[float], None],
 ) -> None:
-    run = writer.run
-    info = run.models[m.key]
-    probe = target.probe
+    info = writer.run.models[m.key]
     info.status, info.reason = "pending", None
-    if not probe.reachable:
-        info.status, info.reason = "skipped", probe.error or "endpoint unreachable"
+    why = _unusable(m, target)
+    if why:
+        info.status, info.reason = "skipped", why
         writer.save()
         return
-    if not model_listed(m.name, probe.models):
-        info.status, info.reason = "skipped", unknown_model_reason(m.name, probe)
-        writer.save()
-        return
-
-    client, counter = target.client, target.counter
-    rubrics = {p.id: parse_rubric(p.rubric, f"prompt {p.id}") for p in plan.prompts if p.rubric}
-
-    def one(prompt: Any, round_: int, warmup: bool) -> Sample:
-        s = run_request(
-            client, counter, m.name, prompt.id, prompt.text, opts, round=round_, warmup=warmup, sleep=sleep
-        )
-        s.model = m.key
-        if s.ok and prompt.id in rubrics:
-            s.rubric = score_rubric(rubrics[prompt.id], s.output)
-        run.samples.append(s)
-        if s.resolved_model:
-            info.resolved_id = s.resolved_model
-        writer.save()
-        reporter.sample(s)
-        return s
-
-    first_warmup = sum(1 for s in run.samples if s.model == m.key and s.warmup)
+    mr = _ModelRun(plan, writer, m, target, opts, reporter, sleep)
+    first_warmup = sum(1 for s in writer.run.samples if s.model == m.key and s.warmup)
     for i in range(plan.warmup):
-        s = one(WARMUP_PROMPT, first_warmup + i, True)
-        if s.error == "unknown_model":
-            info.status, info.reason = "skipped", f"unknown model: {s.error_detail}"
-            writer.save()
+        s = mr.request(WARMUP_PROMPT, first_warmup + i, True)
+        if not s.ok and mr.stop_after(s, 0, len(cells)):
             return
-
     consecutive = 0
-    for r, p in cells:
-        s = one(p, r, False)
-        if s.ok:
-            consecutive = 0
-            continue
-        consecutive += 1
-        if s.error == "unknown_model":
-            info.status, info.reason = "skipped", f"unknown model: {s.error_detail}"
-            writer.save()
+    for n, (r, p) in enumerate(cells):
+        s = mr.request(p, r, False)
+        consecutive = 0 if s.ok else consecutive + 1
+        if not s.ok and mr.stop_after(s, consecutive, len(cells) - n - 1):
             return
-        if consecutive >= plan.max_consecutive_failures:
-            info.status = "failed"
-            info.reason = (
-                f"gave up after {consecutive} consecutive failed requests "
-                f"(last: {s.error}: {s.error_detail})"
-            )
-            writer.save()
-            return
-    mine = [s for s in run.samples if s.model == m.key and not s.warmup]
+    mine = [s for s in writer.run.samples if s.model == m.key and not s.warmup]
     if any(s.ok for s in mine):
         info.status = "ok"
     else:
@@ -352,10 +430,30 @@ def _run_model(
     writer.save()
 
 
+def log_dir(results_dir: Path) -> Path:
+    """bench's git-ignored working folder beside results/: server logs (and journals, locks)."""
+    return results_dir.resolve().parent / ".bench" / "logs"
+
+
+def preflight(plan: Plan, run: Run, todo: Mapping[str, list]) -> dict[str, Path]:
+    """Check every embedded model that has work before any request; a bad one is failed with
+    its one-line reason (the others still run). Returns the model files of the good ones."""
+    paths: dict[str, Path] = {}
+    for m in plan.models:
+        if not (m.embedded and todo[m.key]):
+            continue
+        try:
+            paths[m.key] = local.preflight(m.key, m.path or "", m.chat_format, plan.embedded.settings())
+        except BenchError as e:
+            run.models[m.key].status, run.models[m.key].reason = "failed", str(e)
+    return paths
+
+
 def _run_embedded(
     plan: Plan,
     writer: RunWriter,
     m: Model,
+    model_path: Path,
     cells: list[tuple[int, Any]],
     env: Mapping[str, str],
     opts: RequestOptions,
@@ -365,21 +463,14 @@ def _run_embedded(
     """Start the model's own llama.cpp server, run its cells, and always stop the server."""
     run = writer.run
     info = run.models[m.key]
-    assert m.path is not None
-    try:
-        model_path = local.resolve_model_path(m.path)
-    except BenchError as e:
-        info.status, info.reason = "skipped", str(e)
-        writer.save()
-        return
-    server = local.LocalServer(
-        m.name, model_path, chat_format=m.chat_format, threads=plan.embedded.threads, n_ctx=plan.embedded.n_ctx
-    )
+    log = log_dir(writer.path.parent) / f"{run.run_id}-{local._safe(m.key)}.log"
+    server = local.LocalServer(m.name, model_path, chat_format=m.chat_format, settings=plan.embedded.settings(),
+                               log_path=log)
     try:
         try:
             facts = server.start()
         except local.ServerStartError as e:
-            info.status, info.reason = "skipped", str(e)
+            info.status, info.reason = "failed", str(e)
             return
         ep = Endpoint(name=f"{local.EMBEDDED}:{m.key}", base_url=server.base_url)
         client = make_client(ep, env)
@@ -388,8 +479,8 @@ def _run_embedded(
         run.endpoints = [e for e in run.endpoints if e.name != ep.name] + [probe]
         info.extra.update(facts.as_dict())
         writer.save()
-        _run_model(plan, writer, m, cells, Target(client, TokenCounter(ep, client, env, plan.timeout_s), probe),
-                   opts, reporter, sleep)
+        target = Target(client, TokenCounter(ep, client, env, plan.timeout_s), probe, endpoint=ep, embedded=server)
+        _run_model(plan, writer, m, cells, target, opts, reporter, sleep)
     finally:
         server.stop()
         if server.facts is not None:

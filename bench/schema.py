@@ -20,7 +20,12 @@ from bench.rubric import RubricResult
 #   2 (bench 0.1.0): quality. Each sample may carry `rubric` (per-check results and score);
 #     the run carries `judgements` (LLM judge verdicts: judge model, prompt hash, raw text, score).
 #     Upgrading a version-1 file adds `rubric: null` to each sample and `judgements: []`.
-SCHEMA_VERSION = 2
+#   3 (bench 0.2.0): prompt cache control. `workload.prompt_cache` (cold | warm; in the workload
+#     hash) and `sample.cache_nonce` (the marker that kept a measured prompt cold, when one was
+#     sent); embedded models record `extra.runtime_settings` (threads, batch, extra buffer types,
+#     CPU features). Upgrading a version-2 file sets `prompt_cache: "unknown"` (runs before this
+#     version may have measured cached prompts) and keeps its workload hash.
+SCHEMA_VERSION = 3
 
 RunStatus = Literal["running", "complete", "partial", "interrupted"]
 TokensSource = Literal["usage", "tokenize", "usage_probe", "chunks"]
@@ -79,6 +84,7 @@ class Sample(_Model):
     reasoning: str = ""
     attempts: list[Attempt] = Field(default_factory=list)
     rubric: RubricResult | None = Field(None, description="rubric checks of the output (successful requests)")
+    cache_nonce: str | None = Field(None, description="marker sent before the prompt to keep its prefill cold")
 
 
 class Judgement(_Model):
@@ -140,6 +146,8 @@ class Workload(_Model):
     hash: str = Field(description="sha256 of prompts + generation params: equal hash = comparable runs")
     prompts: list[dict[str, Any]]
     generation: dict[str, Any]
+    prompt_cache: Literal["cold", "warm", "unknown"] = Field(
+        "unknown", description="cold: no measured prompt reused a cached prefill; unknown: recorded before bench controlled it")
 
 
 class Run(_Model):

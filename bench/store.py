@@ -28,16 +28,19 @@ def new_run_id(now: datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
 
 
-def workload(prompts: list[dict[str, Any]], generation: dict[str, Any]) -> Workload:
-    """Runs are comparable when prompts and generation params are identical (rounds may differ)."""
+def workload(prompts: list[dict[str, Any]], generation: dict[str, Any], prompt_cache: str = "cold") -> Workload:
+    """Runs are comparable when prompts, generation params and the prompt-cache mode are identical
+    (rounds may differ)."""
     canon = json.dumps(
-        {"prompts": [{"id": p["id"], "text": p["text"]} for p in prompts], "generation": generation},
+        {"prompts": [{"id": p["id"], "text": p["text"]} for p in prompts], "generation": generation,
+         "prompt_cache": prompt_cache},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
     )
     return Workload(
-        hash=hashlib.sha256(canon.encode()).hexdigest()[:16], prompts=prompts, generation=generation
+        hash=hashlib.sha256(canon.encode()).hexdigest()[:16], prompts=prompts, generation=generation,
+        prompt_cache=prompt_cache,
     )
 
 
@@ -107,7 +110,14 @@ def _upgrade_to_2(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_to_2}
+def _upgrade_to_3(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 records the prompt-cache mode; older runs may have measured cached prompts."""
+    if isinstance(data.get("workload"), dict):
+        data["workload"].setdefault("prompt_cache", "unknown")
+    return data
+
+
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_to_2, 2: _upgrade_to_3}
 
 
 def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:

@@ -122,6 +122,9 @@ class Script:
     resolved_model: str | None = None
     ignore_max_tokens: bool = False
     chunked: bool = True  # stream framing: chunked transfer encoding, or plain body ended by close
+    # A prompt cache, as vLLM's prefix caching or llama.cpp's: messages this server has seen before
+    # (any earlier request) are answered with this TTFT instead of ttft_s. None: no cache.
+    cached_ttft_s: float | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Script":
@@ -350,6 +353,12 @@ class _Handler(BaseHTTPRequestHandler):
                                     "invalid_request_error", "model_not_found")
         if script.status != 200:
             return self._send_error(script.status, retry_after=script.retry_after)
+        seen_key = json.dumps(body.get("messages"), sort_keys=True)
+        with fake._lock:
+            seen = seen_key in fake._seen_prompts
+            fake._seen_prompts.add(seen_key)
+        if seen and script.cached_ttft_s is not None:
+            script = dataclasses.replace(script, ttft_s=script.cached_ttft_s)
 
         n_req = fake._next_id()
         cid = f"chatcmpl-fake-{n_req}"
@@ -470,6 +479,7 @@ class FakeServer:
         self.host = host
         self._port_req = port
         self.requests: list[dict] = []
+        self._seen_prompts: set[str] = set()
         self.down = False
         self._ids = 0
         self._conns: set[socket.socket] = set()

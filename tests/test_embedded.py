@@ -34,7 +34,8 @@ def server_pids() -> set[int]:
     pids = set()
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if "llama_cpp.server" in " ".join(p.info["cmdline"] or []):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if "llama_cpp.server" in cmd or "bench.llama_server" in cmd:
                 pids.add(p.pid)
         except psutil.Error:
             pass
@@ -82,20 +83,112 @@ def test_end_to_end_with_real_smollm2(no_leftover_servers):
     assert run.endpoints[-1].base_url.startswith("http://127.0.0.1:")
 
 
-def test_a_model_that_cannot_load_is_skipped_and_leaves_no_process(tmp_path, no_leftover_servers):
-    bad = tmp_path / "broken.gguf"
-    bad.write_bytes(b"GGUF" + b"\0" * 1024)
+def _gguf_header_only(path: Path) -> None:
+    """A GGUF whose header parses (architecture llama) but whose tensors are missing."""
+    import struct
+
+    key, value = b"general.architecture", b"llama"
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 1, 1) + struct.pack("<Q", len(key)) + key
+                     + struct.pack("<IQ", 8, len(value)) + value + b"\0" * 64)
+
+
+def test_models_that_cannot_load_fail_with_their_reason_and_the_others_run(tmp_path, no_leftover_servers):
+    junk, headless = tmp_path / "junk.gguf", tmp_path / "headless.gguf"
+    junk.write_bytes(b"GGUF" + b"\0" * 1024)
+    _gguf_header_only(headless)
     Path("bench.yaml").write_text(
-        f"models:\n  - name: broken\n    path: {bad}\n    license: none\n"
+        f"models:\n  - name: junk\n    path: {junk}\n  - name: headless\n    path: {headless}\n"
+        f"  - name: nofile\n    path: {tmp_path / 'missing.gguf'}\n"
+        f"  - name: badformat\n    path: builtin:{SMOL}\n    chat_format: no-such-format\n"
         f"  - name: {SMOL}\n    path: builtin:{SMOL}\n    license: Apache-2.0\nrounds: 1\nwarmup: 0\n"
         "generation:\n  max_tokens: 8\n"
     )
     r = cli("collect", "-q")
-    assert r.exit_code == 0, r.stderr
+    assert r.exit_code == 1 and "Traceback" not in r.stderr
+    assert "4 of 5 models were not measured" in r.stderr
     run = store.load_run(next(Path("results").glob("*.json")))
-    assert run.models["broken"].status == "skipped"
-    assert "exited with code" in run.models["broken"].reason
+    reasons = {k: (v.status, v.reason) for k, v in run.models.items()}
+    assert reasons["junk"][0] == "failed" and "model junk:" in reasons["junk"][1]
+    assert "cannot be loaded" in reasons["junk"][1] and "GGUF version 0" in reasons["junk"][1]
+    assert reasons["nofile"][0] == "failed" and "does not exist" in reasons["nofile"][1]
+    assert reasons["badformat"][0] == "failed" and "chat_format 'no-such-format'" in reasons["badformat"][1]
+    # Only the file llama.cpp itself refuses costs a server start: it exits, with its log.
+    assert reasons["headless"][0] == "failed" and "exited with code" in reasons["headless"][1]
+    assert "full log:" in reasons["headless"][1]
+    for key in ("junk", "nofile", "badformat"):  # refused before any request
+        assert not [s for s in run.samples if s.model == key]
     assert run.models[SMOL].status == "ok" and run.status == "partial"
+
+
+def test_a_context_larger_than_the_model_was_trained_for_is_refused_before_any_request():
+    with pytest.raises(BenchError, match=r"model x: embedded.n_ctx 100000 is larger than the 8192 tokens"):
+        local.preflight("x", f"builtin:{SMOL}", None, local.Settings(n_ctx=100000))
+
+
+def _children(proc: subprocess.Popen) -> list[psutil.Process]:
+    try:
+        return [c for c in psutil.Process(proc.pid).children(recursive=True)
+                if "bench.llama_server" in " ".join(c.cmdline())]
+    except psutil.Error:
+        return []
+
+
+def test_a_server_killed_mid_run_is_named_with_its_signal_and_log(tmp_path, no_leftover_servers):
+    prompts = tmp_path / "p.json"
+    prompts.write_text('["Name one colour."]')
+    Path("bench.yaml").write_text(
+        f"models:\n  - name: {SMOL}\n    label: first\n    path: builtin:{SMOL}\n"
+        f"  - name: {SMOL}\n    label: second\n    path: builtin:{SMOL}\n"
+        f"rounds: 20\nwarmup: 0\nprompts_file: {prompts}\ngeneration:\n  max_tokens: 16\n")
+    proc = _bench("collect", "-q")
+    path = _wait_for_first_sample(proc)
+    [server] = _children(proc)
+    server.send_signal(signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 1 and "Traceback" not in stderr
+    run = store.load_run(path)
+    first = run.models["first"]
+    assert first.status == "failed"
+    assert "was killed by SIGKILL (signal 9" in first.reason and "full log: " in first.reason
+    assert "remaining" in first.reason and "were skipped" in first.reason
+    log = Path(first.reason.split("full log: ")[1].split(";")[0])
+    assert log.is_file() and ".bench" in log.parts and "results" not in log.parts
+    assert sum(not s.ok for s in run.samples if s.model == "first") == 1  # then it stopped at once
+    assert "SIGKILL" in stderr
+    second = [s for s in run.samples if s.model == "second" and not s.warmup]
+    assert run.models["second"].status == "ok" and len(second) == 20 and all(s.ok for s in second)
+    # One prompt, 20 rounds: a one-token request with another text goes between repeats (cold).
+    assert run.models["second"].extra["prompt_cache"] == {"mode": "cold", "mechanism": "order",
+                                                          "unmeasured_requests": 19}
+    ttft = sorted(s.ttft_s for s in second)
+    assert ttft[0] > 0.25 * ttft[len(ttft) // 2], "a repeated prompt was answered from the prompt cache"
+
+
+@pytest.mark.parametrize("mode", ["on", "off", "auto"])
+def test_extra_buffer_types_each_path_runs_or_says_why(mode, no_leftover_servers):
+    Path("bench.yaml").write_text(
+        f"models:\n  - name: {SMOL}\n    path: builtin:{SMOL}\nrounds: 1\nwarmup: 1\n"
+        f"generation:\n  max_tokens: 12\nembedded:\n  extra_bufts: {mode}\n  n_batch: 256\n")
+    r = cli("collect", "-q")
+    run = store.load_run(next(Path("results").glob("*.json")))
+    info = run.models[SMOL]
+    if mode == "on" and local.cpu_has_amx() and info.status != "ok":
+        # llama-cpp-python 0.3.36 crashes in its AMX kernels: the run says so, plainly.
+        assert r.exit_code == 1 and "was killed by SIGSEGV" in info.reason
+        return
+    assert r.exit_code == 0, r.stderr
+    settings = info.extra["runtime_settings"]
+    assert settings["extra_bufts"] is (mode == "on" or (mode == "auto" and not local.cpu_has_amx()))
+    assert settings["n_batch"] == 256 and settings["threads"] >= 1 and settings["n_ctx"] == 2048
+    assert "AVX" in " ".join(settings["cpu_features"]) or "NEON" in " ".join(settings["cpu_features"])
+    assert settings["extra_bufts_reason"].startswith("set in bench.yaml" if mode != "auto" else "auto:")
+    from bench.render import render
+
+    render(Path("results"), Path("site_src"))
+    page = next(p for p in Path("site_src/report/runs").glob("*.md") if p.name != "index.md").read_text()
+    assert "| runtime setting | value |" in page
+    assert f"| extra buffer types (weight repacking, AMX) | {'on' if settings['extra_bufts'] else 'off'} |" in page
+    assert "| batch size | 256 |" in page and "CPU features llama.cpp reports" in page
 
 
 def _bench(*args: str) -> subprocess.Popen:

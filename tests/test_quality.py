@@ -190,11 +190,14 @@ def test_version_1_files_are_upgraded(server):
     data = json.loads(out.path.read_text())
     data["schema_version"] = 1
     data.pop("judgements")
+    data["workload"].pop("prompt_cache")
     for s in data["samples"]:
         s.pop("rubric")
+        s.pop("cache_nonce")
     out.path.write_text(json.dumps(data))
     run = store.load_run(out.path)
-    assert run.schema_version == 2 and run.judgements == [] and run.samples[0].rubric is None
+    assert run.schema_version == store.SCHEMA_VERSION and run.judgements == [] and run.samples[0].rubric is None
+    assert run.workload.prompt_cache == "unknown"
 
 
 def test_quality_shows_on_the_pages(server, tmp_path):
