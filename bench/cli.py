@@ -161,8 +161,12 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
     env = os.environ
     if resume:
         rdir = results_dir or Path(env.get("BENCH_RESULTS_DIR") or "results")
-        endpoint = endpoint or env.get("FOUNDRY_LOCAL_ENDPOINT") or env.get("OPENAI_BASE_URL")
-        plan, writer = runner.prepare(None, resume=resume, results_dir=rdir, endpoint_override=endpoint)
+        # Servers and keys come from your configuration, never from the run file.
+        current = config_mod.resolve(config_path, env=env, endpoint=endpoint, results_dir=rdir,
+                                     require_endpoint=False)
+        plan, writer = runner.prepare(None, resume=resume, results_dir=rdir, current=current)
+        for note in plan.notes:
+            err.print(Text(f"note: {note}", style="yellow"))
     else:
         plan = config_mod.resolve(
             config_path, env=env, endpoint=endpoint, models=models, prompts=prompts, rounds=rounds,
@@ -202,6 +206,13 @@ def _render_after_collect(results_dir: Path, quiet: bool) -> None:
     if not (DEFAULT_DOCS_DIR.is_dir() or Path("mkdocs.yml").is_file()):
         if not quiet:
             err.print("note: no site_src/ here, so no pages were rendered (bench render --out DIR renders them)")
+        return
+    site_results = Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
+    if results_dir.resolve() != site_results.resolve():
+        # The site is built from the project's results; pages from another folder would be replaced
+        # by the next `mkdocs build` anyway, and must not overwrite the project's.
+        err.print(f"note: pages not rendered: the site here is built from {site_results}/, not {results_dir}/; "
+                  f"render those with: bench render --results-dir {results_dir} --out DIR")
         return
     from bench.render import render
 
@@ -346,7 +357,8 @@ def _load_for_update(run_ref: str, results_dir: Path | None) -> tuple[Path, "sto
     rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
     path = store.find_run(rdir, run_ref)
     run = store.load_run(path)
-    return path, store.RunWriter(path, run, new=False)
+    # Holds the run's lock until the process ends: a running collect or judge of it refuses us.
+    return path, store.RunWriter(path, run, new=False, journal=False, purpose=f"bench {click.get_current_context().info_name}")
 
 
 @main.command()
@@ -382,6 +394,7 @@ def score(run_ref: str, results_dir: Path | None, prompts: Path | None) -> None:
             if p["id"] in source:
                 p["rubric"] = source[p["id"]]
     writer.save()
+    writer.finish()
     err.print(Text(f"scored {scored} responses of {run.run_id} against {len(rubrics)} rubric(s); wrote {path}"))
 
 
@@ -393,7 +406,8 @@ def annotate(run_ref: str, results_dir: Path | None) -> None:
     from bench.quality import update_annotations
 
     path, writer = _load_for_update(run_ref, results_dir)
-    ann, added, kept = update_annotations(writer.run, path)
+    with writer:
+        ann, added, kept = update_annotations(writer.run, path)
     err.print(Text(f"{ann}: {added} new response(s) to score, {kept} kept as they were"))
 
 
@@ -416,7 +430,8 @@ def judge(run_ref: str, endpoint: str, judge_model: str, api_key_env: str, resul
     except ValueError as e:
         raise BenchError(f"--endpoint {endpoint!r}: {e}") from None
     path, writer = _load_for_update(run_ref, results_dir)
-    summary = judge_run(writer, ep, judge_model, env=os.environ, timeout_s=timeout, redo=redo)
+    with writer:
+        summary = judge_run(writer, ep, judge_model, env=os.environ, timeout_s=timeout, redo=redo)
     for model in summary.skipped_self:
         err.print(Text(f"skipped {model}: a model never judges its own outputs", style="yellow"))
     err.print(Text(f"judged {summary.judged} response(s) ({summary.unparseable} unparseable verdicts, "

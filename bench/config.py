@@ -7,6 +7,7 @@ environment variable that carries them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -159,6 +160,7 @@ class Plan:
     overrides: dict[str, Any] = field(default_factory=dict)
     embedded: Embedded = field(default_factory=Embedded)
     prompt_cache: str = "cold"
+    notes: tuple[str, ...] = ()  # what a resume took from the user's config instead of the run file
 
     def endpoint_of(self, model: Model) -> Endpoint:
         return self.endpoints[model.endpoint or next(iter(self.endpoints))]
@@ -563,19 +565,14 @@ def resolve(
     )
 
 
-def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path, endpoint: str | None = None) -> Plan:
-    """Rebuild the plan a run file was made with (for --resume). ``endpoint`` replaces every
-    endpoint's URL (servers with dynamic ports move between sessions)."""
+def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path) -> Plan:
+    """The workload a run file was made with (for --resume). Its endpoints are only names here:
+    :func:`rebind` takes URLs and credentials from the user's own configuration."""
     try:
-        stored = [dict(e) for e in snapshot["endpoints"]]
-        redacted = [e["name"] for e in stored if e.pop("url_redacted", False)]
-        if redacted and not endpoint:
-            raise ConfigError(
-                f"the run's endpoint URL ({', '.join(redacted)}) had credentials or a query string, which "
-                "bench never stores: resume with --endpoint URL (or OPENAI_BASE_URL) to give it again")
-        endpoints = {e["name"]: Endpoint.model_validate(e) for e in stored}
-        if endpoint:
-            endpoints = {n: e.model_copy(update={"base_url": endpoint.rstrip("/")}) for n, e in endpoints.items()}
+        endpoints = {}
+        for e in snapshot["endpoints"]:
+            e = {k: v for k, v in dict(e).items() if k != "url_redacted"}
+            endpoints[str(e["name"])] = Endpoint.model_validate(e)
         return Plan(
             endpoints=endpoints,
             models=[Model.model_validate(m) for m in snapshot["models"]],
@@ -594,7 +591,35 @@ def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path, endpoint:
             prompt_cache=str(snapshot.get("prompt_cache") or "cold"),
         )
     except (KeyError, TypeError, ValueError, ValidationError) as e:
-        raise ConfigError(f"the run file's config snapshot is incomplete or invalid ({e}); start a new run") from None
+        raise ConfigError(f"the run file's config snapshot is incomplete or invalid ({str(e)[:200]}); "
+                          "start a new run") from None
+
+
+def rebind(resumed: Plan, current: Plan | None) -> Plan:
+    """Servers, keys and model files for a resume come from the user's configuration, never from
+    the run file. An endpoint is matched by name, or is the one endpoint the user gave
+    (--endpoint, OPENAI_BASE_URL); embedded models other than the built-in ones must be in bench.yaml."""
+    mine = dict(current.endpoints) if current else {}
+    notes: list[str] = []
+    endpoints: dict[str, Endpoint] = {}
+    for name, stored in resumed.endpoints.items():
+        ep = mine.get(name) or (next(iter(mine.values())) if len(mine) == 1 else None)
+        if ep is None:
+            raise ConfigError(
+                f"the run's endpoint '{name}' is not in your configuration: bench takes servers and keys "
+                "only from your bench.yaml, environment or flags, never from a results file; resume with "
+                f"--endpoint URL (or define an endpoint named '{name}')")
+        if redact_url(ep.base_url) != stored.base_url or ep.api_key_env != stored.api_key_env:
+            notes.append(f"endpoint '{name}': the run file says {stored.base_url} (key from "
+                         f"{stored.api_key_env}); using {redact_url(ep.base_url)} (key from {ep.api_key_env}) "
+                         "from your configuration")
+        endpoints[name] = ep.model_copy(update={"name": name})
+    own = {m.key: m for m in (current.models if current else [])}
+    for m in resumed.models:
+        if m.path and not m.path.startswith("builtin:") and (own.get(m.key) is None or own[m.key].path != m.path):
+            raise ConfigError(f"model '{m.key}': its file ({m.path}) comes from the run file; bench loads model "
+                              "files only from your bench.yaml: add the model there to resume")
+    return dataclasses.replace(resumed, endpoints=endpoints, notes=tuple(notes))
 
 
 def load_profiles(config_path: Path | None = None) -> dict[str, Profile]:

@@ -20,13 +20,14 @@ import psutil
 import bench
 from bench.client import RequestOptions, TokenCounter, make_client, run_request
 from bench import local
-from bench.config import Endpoint, Model, Plan, Prompt, plan_from_snapshot, redact_url
+from bench.config import Endpoint, Model, Plan, Prompt, plan_from_snapshot, rebind, redact_url
 from bench.errors import BenchError, ResultsError
 from bench.rubric import parse_rubric
 from bench.rubric import score as score_rubric
 from bench.machine import git_info, machine_info
 from bench.schema import EndpointInfo, ModelInfo, Run, Sample
-from bench.store import RunWriter, ensure_writable, find_run, load_run, new_run_id, run_path, utcnow, workload
+from bench.journal import RunWriter
+from bench.store import ensure_writable, find_run, load_run, new_run_id, run_path, utcnow, workload
 
 
 # Warmup uses its own prompt: a server that caches the last prompt (llama.cpp does) would
@@ -202,31 +203,46 @@ def _new_run(plan: Plan) -> Run:
     )
 
 
+# A cell whose only samples failed for one of these reasons is run again on resume.
+TRANSIENT_ERRORS = {"connection", "server_error", "rate_limited", "timeout", "stall"}
+
+
 def prepare(
     plan: Plan | None,
     *,
     resume: str | None = None,
     results_dir: Path | None = None,
-    endpoint_override: str | None = None,
+    current: Plan | None = None,
 ) -> tuple[Plan, RunWriter]:
-    """A new run (plan given) or a run file to complete (resume given)."""
+    """A new run (plan given) or a run file to complete (resume given).
+
+    A resume re-uses the run file's workload, but servers and credentials come from ``current``
+    (the user's own bench.yaml, environment and flags): never from a results file, which may have
+    arrived through a pull request. The returned plan's ``notes`` say what differs.
+    """
     if resume is None:
         assert plan is not None
         if plan.uses_embedded:
             local.check_runtime()
         ensure_writable(plan.results_dir)
         run = _new_run(plan)
-        return plan, RunWriter(run_path(plan.results_dir, run.run_id), run, new=True)
+        return plan, RunWriter(run_path(plan.results_dir, run.run_id), run, new=True, journal=True, purpose="bench collect")
     rdir = results_dir or (plan.results_dir if plan else Path("results"))
     path = find_run(rdir, resume)
     run = load_run(path)
     if run.status == "complete":
         raise ResultsError(f"run {run.run_id} is already complete: nothing to resume")
     ensure_writable(path.parent)
-    resumed = plan_from_snapshot(run.config, path.parent, endpoint_override)
+    resumed = rebind(plan_from_snapshot(run.config, path.parent), current)
     if resumed.uses_embedded:
         local.check_runtime()
-    return resumed, RunWriter(path, run, new=False)
+    return resumed, RunWriter(path, run, new=False, journal=True, purpose="bench collect --resume")
+
+
+def _final_cells(run: Run) -> set[tuple[str, str, int]]:
+    """Cells with a final answer: a success, or a failure that another try would not change."""
+    return {(s.model, s.prompt_id, s.round) for s in run.samples
+            if not s.warmup and (s.ok or s.error not in TRANSIENT_ERRORS)}
 
 
 def collect(
@@ -238,23 +254,36 @@ def collect(
     sleep: Callable[[float], None] = time.sleep,
     backoff_s: float = 1.0,
 ) -> Outcome:
-    """Run every missing cell of ``writer.run``; save after each request; never lose a sample."""
-    env = os.environ if env is None else env
-    reporter = reporter or _Silent()
-    run = writer.run
-    done = {(s.model, s.prompt_id, s.round) for s in run.samples if not s.warmup}
-    todo = {
-        m.key: [(r, p) for r, p in _cells(plan) if (m.key, p.id, r) not in done] for m in plan.models
-    }
-    total = sum(len(c) + (plan.warmup if c else 0) for c in todo.values())
-    opts = RequestOptions(
-        gen=plan.generation,
-        timeout_s=plan.timeout_s,
-        stall_timeout_s=plan.stall_timeout_s,
-        retries=plan.retries,
-        backoff_s=backoff_s,
-    )
+    """Run every missing cell of ``writer.run``; journal each request; never lose a sample."""
+    try:
+        _collect(plan, writer, env=os.environ if env is None else env, reporter=reporter or _Silent(),
+                 sleep=sleep, backoff_s=backoff_s)
+    except KeyboardInterrupt:
+        run = writer.run
+        run.status, run.ended_at = "interrupted", utcnow()
+        with contextlib.suppress(Exception):
+            writer.finish()
+        measured = sum(1 for s in run.samples if not s.warmup)
+        raise Interrupted(
+            f"interrupted: {measured} requests are saved in {writer.path}; "
+            f"finish the run with: bench collect --resume {run.run_id}"
+        ) from None
+    except BaseException:
+        with contextlib.suppress(Exception):  # the journal keeps everything if this fails too
+            writer.finish()
+        raise
+    writer.finish()
+    return Outcome(run=writer.run, path=writer.path)
 
+
+def _collect(plan: Plan, writer: RunWriter, *, env: Mapping[str, str], reporter: Reporter,
+             sleep: Callable[[float], None], backoff_s: float) -> None:
+    run = writer.run
+    done = _final_cells(run)
+    todo = {m.key: [(r, p) for r, p in _cells(plan) if (m.key, p.id, r) not in done] for m in plan.models}
+    total = sum(len(c) + (plan.warmup if c else 0) for c in todo.values())
+    opts = RequestOptions(gen=plan.generation, timeout_s=plan.timeout_s, stall_timeout_s=plan.stall_timeout_s,
+                          retries=plan.retries, backoff_s=backoff_s)
     targets: dict[str, Target] = {}
     for name, ep in plan.endpoints.items():
         client = make_client(ep, env)
@@ -265,38 +294,24 @@ def collect(
     model_paths = preflight(plan, run, todo)
     writer.save()
     reporter.start(run, total)
-
-    try:
-        for m in plan.models:
-            cells = todo[m.key]
-            if not cells:
-                continue
-            if m.embedded:
-                if m.key in model_paths:
-                    _run_embedded(plan, writer, m, model_paths[m.key], cells, env, opts, reporter, sleep)
-            else:
-                target = targets[plan.endpoint_of(m).name]
-                with _server_memory(target, run.models[m.key]):
-                    _run_model(plan, writer, m, cells, target, opts, reporter, sleep)
-                writer.save()
-            reporter.model(m.key, run.models[m.key])
-    except KeyboardInterrupt:
-        run.status = "interrupted"
-        run.ended_at = utcnow()
-        writer.save()
-        measured = sum(1 for s in run.samples if not s.warmup)
-        raise Interrupted(
-            f"interrupted: {measured} requests are saved in {writer.path}; "
-            f"finish the run with: bench collect --resume {run.run_id}"
-        ) from None
-
-    done = {(s.model, s.prompt_id, s.round) for s in run.samples if not s.warmup}
+    for m in plan.models:
+        cells = todo[m.key]
+        if not cells:
+            continue
+        if m.embedded:
+            if m.key in model_paths:
+                _run_embedded(plan, writer, m, model_paths[m.key], cells, env, opts, reporter, sleep)
+        else:
+            target = targets[plan.endpoint_of(m).name]
+            with _server_memory(target, run.models[m.key]):
+                _run_model(plan, writer, m, cells, target, opts, reporter, sleep)
+            writer.save()
+        reporter.model(m.key, run.models[m.key])
+    done = _final_cells(run)
     missing = any((m.key, p.id, r) not in done for m in plan.models for r, p in _cells(plan))
     bad = any(run.models[m.key].status != "ok" for m in plan.models)
     run.status = "partial" if (missing or bad) else "complete"
     run.ended_at = utcnow()
-    writer.save()
-    return Outcome(run=run, path=writer.path)
 
 
 CACHE_FLUSH_PROMPT = "Reply with the single word: ready."
@@ -352,10 +367,9 @@ class _ModelRun:
         s.model, s.cache_nonce = self.m.key, nonce
         if s.ok and prompt.id in self.rubrics:
             s.rubric = score_rubric(self.rubrics[prompt.id], s.output)
-        self.writer.run.samples.append(s)
         if s.resolved_model:
             self.info.resolved_id = s.resolved_model
-        self.writer.save()
+        self.writer.add(s)
         self.reporter.sample(s)
         return s
 

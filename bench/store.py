@@ -15,6 +15,7 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from bench.errors import ResultsError
+from bench.journal import RunWriter, apply, journal_path, read_records
 from bench.schema import SCHEMA_VERSION, Run, Workload
 
 
@@ -84,18 +85,9 @@ def atomic_write(path: Path, text: str, *, exclusive: bool = False) -> None:
         raise
 
 
-class RunWriter:
-    """Writes a run file incrementally: every save is a complete, valid file (temp + rename)."""
-
-    def __init__(self, path: Path, run: Run, *, new: bool):
-        self.path = path
-        self.run = run
-        self._created = not new
-
-    def save(self) -> None:
-        text = json.dumps(self.run.model_dump(mode="json"), indent=1, ensure_ascii=False) + "\n"
-        atomic_write(self.path, text, exclusive=not self._created)
-        self._created = True
+def run_text(run: Run) -> str:
+    """A run file's text (never NaN or Infinity, which are not JSON)."""
+    return json.dumps(run.model_dump(mode="json"), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 # ----------------------------------------------------------------------------- loading
@@ -151,11 +143,13 @@ def load_run(path: Path) -> Run:
         raise ResultsError(f"{path}: not a bench results file (top level is not an object)")
     data = upgrade(data, str(path))
     try:
-        return Run.model_validate(data)
+        run = Run.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ResultsError(f"{path}: invalid results file at {where}: {first['msg']}") from None
+    records = read_records(journal_path(path))  # a run a crash left unfolded: its journal has the rest
+    return apply(run, records) if records else run
 
 
 @dataclass(frozen=True)
@@ -202,3 +196,6 @@ def find_run(results_dir: Path, ref: str) -> Path:
         known = ", ".join(p.stem for p in files[-5:]) or "none"
         raise ResultsError(f"no run '{ref}' in {results_dir} (latest runs: {known})")
     raise ResultsError(f"'{ref}' matches {len(matches)} runs in {results_dir}; give more of the id")
+
+
+__all__ = ["RunWriter", "atomic_write", "find_run", "load_all", "load_run", "run_text", "workload"]

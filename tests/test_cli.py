@@ -128,9 +128,10 @@ def _bench(*args: str, env: dict | None = None) -> subprocess.Popen:
 
 
 def _measured(path: Path) -> int:
+    """Measured requests saved so far (the run file folded with its journal, as bench loads it)."""
     try:
-        return sum(1 for s in read_json(path)["samples"] if not s["warmup"])
-    except (OSError, ValueError, KeyError):
+        return sum(1 for s in store.load_run(path).samples if not s.warmup)
+    except Exception:  # noqa: BLE001 - a file mid-creation
         return -1
 
 

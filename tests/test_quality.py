@@ -100,6 +100,7 @@ def test_judge_scores_valid_and_records_garbage_as_unparseable(server):
     server.enqueue("judge", Script(tokens=["I would say it is pretty good overall."]))
     writer = store.RunWriter(out.path, store.load_run(out.path), new=False)
     summary = judge_run(writer, Endpoint(name="j", base_url=server.url), "judge", env={})
+    writer.finish()  # release the run's lock
     assert summary.judged == 4 and summary.unparseable == 1
     run = store.load_run(out.path)
     verdicts = sorted((j.score, j.error) for j in run.judgements if j.score is None) 
@@ -137,6 +138,7 @@ def test_a_model_never_judges_itself(server):
     out = collect(server, "m", rounds=1, warmup=0)
     writer = store.RunWriter(out.path, store.load_run(out.path), new=False)
     summary = judge_run(writer, Endpoint(name="j", base_url=server.url), "m", env={})
+    writer.finish()  # release the run's lock
     assert summary.judged == 0 and summary.skipped_self == ["m"]
     assert not [q for q in server.requests if q["body"] and "<<<ANSWER" in json.dumps(q["body"])]
     r = cli("judge", out.run.run_id, "--endpoint", server.url, "--model", "m")
@@ -151,6 +153,7 @@ def test_judge_endpoint_down_is_a_clear_error(server):
     writer = store.RunWriter(out.path, store.load_run(out.path), new=False)
     with pytest.raises(EndpointError, match="does not serve 'ghost'"):
         judge_run(writer, Endpoint(name="j", base_url=server.url), "ghost", env={})
+        writer.finish()  # release the run's lock
 
 
 def test_parse_verdict():
@@ -177,6 +180,7 @@ def test_agreement_joins_manual_and_judge_scores(server):
     out = collect(server, "m", rounds=1, warmup=0)
     writer = store.RunWriter(out.path, store.load_run(out.path), new=False)
     judge_run(writer, Endpoint(name="j", base_url=server.url), "judge", env={})
+    writer.finish()  # release the run's lock
     run = store.load_run(out.path)
     manual = {j.response_id: 4 for j in run.judgements}
     manual[run.judgements[0].response_id] = 3
@@ -208,6 +212,7 @@ def test_quality_shows_on_the_pages(server, tmp_path):
     out = collect(server, "m", rounds=1, warmup=0)
     writer = store.RunWriter(out.path, store.load_run(out.path), new=False)
     judge_run(writer, Endpoint(name="j", base_url=server.url), "judge", env={})
+    writer.finish()  # release the run's lock
     update_annotations(writer.run, out.path)
     ann = annotation_path(out.path)
     ann.write_text(ann.read_text().replace("score:", "score: 3", 1))

@@ -65,9 +65,8 @@ def test_an_existing_run_file_is_never_overwritten(server, tmp_path):
     server.set_model("m", Script())
     out = collect(server, "m", rounds=1, warmup=0)
     before = out.path.read_text()
-    writer = store.RunWriter(out.path, out.run, new=True)
     with pytest.raises(ResultsError, match="refusing to overwrite"):
-        writer.save()
+        store.RunWriter(out.path, out.run, new=True)
     assert out.path.read_text() == before
     assert not [p for p in out.path.parent.iterdir() if p.name.startswith(".")]
 

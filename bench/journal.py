@@ -1,0 +1,244 @@
+"""Writing a run: an append-only journal per run, a lock per run, one folded file at the end.
+
+While a run goes on, ``results/<run-id>.json`` holds its header (everything but the samples) and
+each finished request is appended, fsync'd, as one line to ``.bench/journals/<run-id>.jsonl``
+(bench's git-ignored working folder beside ``results/``): the cost of saving a request does not
+grow with the run. State changes (a model's status, the endpoints) are appended the same way.
+At the end, on an interrupt and on resume, the journal is folded into the run file (one atomic
+rename) and removed; a run file whose journal is left by a crash is folded when it is loaded.
+
+A run has a lock (``.bench/locks/<run-id>.lock``, an advisory ``flock``): a second writer (a
+resume, a judge, a re-score) refuses with a message naming the holder. The kernel releases the
+lock when its process dies, so a lock left by ``kill -9`` is never stale.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import ValidationError
+
+from bench.errors import BenchError, ResultsError
+from bench.schema import EndpointInfo, ModelInfo, Run, Sample
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks (documented)
+    fcntl = None  # type: ignore[assignment]
+
+WORK_DIR = ".bench"
+MAX_RECORD = 64 << 20  # a longer journal line is not one bench wrote
+
+
+class RunLocked(BenchError):
+    exit_code = 75  # EX_TEMPFAIL: try again when the other writer is done
+
+
+def work_dir(results_dir: Path) -> Path:
+    """bench's git-ignored working folder beside results/: journals, locks, server logs."""
+    return results_dir.resolve().parent / WORK_DIR
+
+
+def journal_path(run_file: Path) -> Path:
+    return work_dir(run_file.parent) / "journals" / f"{run_file.stem}.jsonl"
+
+
+def _dump(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+class RunLock:
+    """An exclusive advisory lock on one run, held for as long as this object is open."""
+
+    def __init__(self, run_file: Path, purpose: str):
+        self.path = work_dir(run_file.parent) / "locks" / f"{run_file.stem}.lock"
+        self.run_id, self.purpose = run_file.stem, purpose
+        self.fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        if fcntl is None:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 512).decode("utf-8", "replace").strip() or "another bench process"
+            os.close(fd)
+            raise RunLocked(f"run {self.run_id} is being written by {holder}; wait until it finishes "
+                            "(or stop it), then try again") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} ({self.purpose})".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+class Journal:
+    """Append-only JSON lines, each fsync'd; never follows a symlink."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+            self._fd = os.open(self.path, flags, 0o644)
+        data = (_dump(record) + "\n").encode("utf-8")
+        try:
+            os.write(self._fd, data)
+            os.fsync(self._fd)
+        except OSError as e:
+            raise ResultsError(f"cannot append to {self.path} ({e.strerror}): free some space; everything "
+                               f"recorded before this request is kept there") from None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def remove(self) -> None:
+        self.close()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The journal's records; a torn last line (a crash mid-write) and anything odd are skipped."""
+    if path.is_symlink() or not path.is_file():
+        return []
+    records = []
+    with open(path, "rb") as f:
+        for line in f:
+            if len(line) > MAX_RECORD or not line.endswith(b"\n"):
+                continue
+            try:
+                rec = json.loads(line, parse_constant=_no_constants)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+    return records
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a number bench writes")
+
+
+def apply(run: Run, records: list[dict[str, Any]]) -> Run:
+    """Fold journal records into a run (in memory). Records that do not validate are skipped."""
+    for rec in records:
+        try:
+            if "sample" in rec:
+                run.samples.append(Sample.model_validate(rec["sample"]))
+            elif "state" in rec and isinstance(rec["state"], dict):
+                _apply_state(run, rec["state"])
+        except (ValidationError, TypeError, ValueError):
+            continue
+    return run
+
+
+def _apply_state(run: Run, state: dict[str, Any]) -> None:
+    models = {k: ModelInfo.model_validate(v) for k, v in (state.get("models") or {}).items()}
+    endpoints = [EndpointInfo.model_validate(e) for e in state.get("endpoints") or []]
+    run.models.update(models)
+    if endpoints:
+        run.endpoints = endpoints
+    if state.get("status") in ("running", "complete", "partial", "interrupted"):
+        run.status = state["status"]
+    if isinstance(state.get("ended_at"), str):
+        run.ended_at = state["ended_at"]
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """A second Ctrl-C must not cut the final fold short (the journal would still have it all)."""
+    try:
+        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class RunWriter:
+    """Writes one run. ``journal=True`` (collect): samples and state changes are appended to the
+    run's journal and folded into the run file by :meth:`finish`; ``journal=False`` (judge, score,
+    annotate): every :meth:`save` rewrites the run file atomically. Holds the run's lock."""
+
+    def __init__(self, path: Path, run: Run, *, new: bool, journal: bool = False, purpose: str = "bench"):
+        from bench.store import atomic_write, run_text
+
+        self.path, self.run, self.journaled = path, run, journal
+        self._finished = False
+        self.lock = RunLock(path, purpose).acquire()
+        self.journal = Journal(journal_path(path))
+        try:
+            if new:
+                atomic_write(path, run_text(run), exclusive=True)
+            elif journal:
+                self.fold()  # a resume starts from one folded file
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def add(self, sample: Sample) -> None:
+        self.run.samples.append(sample)
+        if self.journaled:
+            self.journal.append({"sample": sample.model_dump(mode="json")})
+        else:
+            self.save()
+
+    def save(self) -> None:
+        if not self.journaled:
+            self.fold()
+            return
+        self.journal.append({"state": {
+            "models": {k: v.model_dump(mode="json") for k, v in self.run.models.items()},
+            "endpoints": [e.model_dump(mode="json") for e in self.run.endpoints],
+            "status": self.run.status, "ended_at": self.run.ended_at,
+        }})
+
+    def fold(self) -> None:
+        from bench.store import atomic_write, run_text
+
+        with _signals_deferred():
+            atomic_write(self.path, run_text(self.run))
+            self.journal.remove()
+
+    def finish(self) -> None:
+        """Fold (if journaled) and release the lock; safe to call twice."""
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            if self.journaled:
+                self.save()
+                self.fold()
+        finally:
+            self.journal.close()
+            self.lock.release()
+
+    def __enter__(self) -> "RunWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.finish()
