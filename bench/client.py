@@ -21,13 +21,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import parse_qsl
-from urllib.request import Request, urlopen
 
 import openai
 
 from bench.config import Endpoint, Generation
 from bench.schema import Attempt, Sample
 from bench.store import utcnow
+from bench.stream import read_bounded
+
+MAX_TOKENIZE_BYTES = 1 << 20  # a tokenize answer larger than this is not a tokenizer
 
 RETRYABLE = {"rate_limited", "server_error"}
 _MAX_DETAIL = 500
@@ -48,13 +50,23 @@ def _mark_sent(request: Any) -> None:
 def make_client(endpoint: Endpoint, env: dict[str, str] | Any) -> openai.OpenAI:
     # Local servers need no key; the openai client insists on a non-empty one.
     key = env.get(endpoint.api_key_env) or "not-needed"
-    http_client = openai.DefaultHttpxClient(event_hooks={"request": [_mark_sent], "response": []})
+    # Redirects are never followed: the key (and the prompt) go only to the configured origin,
+    # and a redirect answer is recorded as a failed request that names where it pointed.
+    http_client = openai.DefaultHttpxClient(
+        event_hooks={"request": [_mark_sent], "response": []}, follow_redirects=False
+    )
     # A query string (Azure's api-version, a proxy's key) goes on every request, not into the path.
     base, _, query = endpoint.base_url.partition("?")
     return openai.OpenAI(
         base_url=base, api_key=key, max_retries=0, http_client=http_client,
         default_query=dict(parse_qsl(query)) if query else None,
     )
+
+
+def http_client(client: openai.OpenAI) -> Any:
+    """The httpx client under an openai client (httpx for openai 1.x, its fork httpx2 since 3.x:
+    same API). Its connection pool is shared with the openai client."""
+    return client._client
 
 
 def _start_time(fallback_ns: int) -> int:
@@ -125,7 +137,18 @@ def _record_status(m: Measurement, e: openai.APIStatusError) -> None:
     m.http_status = e.status_code
     m.error = classify_status(e.status_code, e.body, e.message)
     m.detail = _short(e.message)
-    m.retry_after_s = _retry_after(getattr(e.response, "headers", None))
+    headers = getattr(e.response, "headers", None)
+    m.retry_after_s = _retry_after(headers)
+    if 300 <= e.status_code < 400:
+        m.detail = redirect_detail(e.status_code, headers)
+
+
+def redirect_detail(status: int, headers: Any) -> str:
+    location = headers.get("location", "") if headers is not None else ""
+    return _short(
+        f"HTTP {status} redirect to {str(location)[:200]!r} not followed: bench sends requests "
+        "(and the API key) only to the configured base_url; configure the final address instead"
+    )
 
 
 def _shutdown(response: Any) -> None:
@@ -310,7 +333,7 @@ class TokenCounter:
         if self.root.endswith("/v1"):
             self.root = self.root[:-3]
         key = env.get(endpoint.api_key_env)
-        self.headers = {"Content-Type": "application/json"}
+        self.headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         if key:
             self.headers["Authorization"] = f"Bearer {key}"
         self.client = client
@@ -321,9 +344,15 @@ class TokenCounter:
         self._prompt_tokens: dict[tuple[str, str], int | None] = {}
 
     def _post(self, path: str, body: dict) -> Any:
-        req = Request(self.root + path, data=json.dumps(body).encode(), headers=self.headers, method="POST")
-        with urlopen(req, timeout=min(self.timeout_s, 30)) as resp:  # noqa: S310 - configured endpoint
-            return json.loads(resp.read())
+        """POST to the configured origin only: a redirect is an answer of its own (no tokenizer)."""
+        timeout = min(self.timeout_s, 30)
+        deadline = time.perf_counter_ns() + int(timeout * 1e9)
+        with http_client(self.client).stream(
+            "POST", self.root + path, json=body, headers=self.headers, timeout=timeout, follow_redirects=False
+        ) as resp:
+            if resp.status_code != 200:
+                raise ValueError(f"HTTP {resp.status_code}")
+            return json.loads(read_bounded(resp, MAX_TOKENIZE_BYTES, deadline))
 
     def _find_tokenizer(self, model: str) -> Callable[[str, str], int] | None:
         shapes: list[tuple[str, Callable[[str, str], dict], Callable[[Any], int]]] = [
