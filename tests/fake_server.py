@@ -102,6 +102,8 @@ Script.flood_bytes=N         reply ``status`` and then pour N-byte writes with
                              endless "data: xxx..." line that never ends);
                              plain requests get "x" * N writes after a
                              ``{"choices": [`` prefix.
+FakeServer.tokenize_reply=obj  with tokenize=True: /extras/tokenize answers
+                             exactly this JSON (e.g. {"count": -5}).
 FakeServer.redirects={path: (status, location)}
                              any request to that path (query string ignored)
                              gets that status with "Location: location" and an
@@ -358,6 +360,8 @@ class _Handler(BaseHTTPRequestHandler):
             text = body.get("input", body.get("prompt", body.get("text", "")))
             if not isinstance(text, str):
                 return self._send_error(400, "'input' must be a string.")
+            if fake.tokenize_reply is not None:
+                return self._send_json(200, fake.tokenize_reply)
             n = len(text.split())
             return self._send_json(200, {"tokens": list(range(n)), "count": n})
         return self._send_error(404, f"Unknown endpoint: {method} {path}", code="not_found")
@@ -569,6 +573,7 @@ class FakeServer:
         self.requests: list[dict] = []
         self.down = False
         self.redirects: dict[str, tuple[int, str]] = {}
+        self.tokenize_reply: Any = None
         self._ids = 0
         self._conns: set[socket.socket] = set()
         self._stop_event = threading.Event()

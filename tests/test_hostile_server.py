@@ -6,15 +6,21 @@ Each test scripts the hostile behaviour in tests/fake_server.py (see "Hostile mo
 
 from __future__ import annotations
 
+import json
+import time
+import tracemalloc
+
 import pytest
 
 from bench.client import RequestOptions, TokenCounter, make_client, run_request
 from bench.config import Endpoint, Generation
 from bench.runner import probe_endpoint
+from tests.conftest import collect
 from tests.fake_server import FakeServer, Script
 
 KEY = "sk-canary-7f3a9c1e5b"
 ENV = {"BENCH_TEST_KEY": KEY}
+OUTPUT_CAP_CHARS = 64 * 1024  # what bench keeps of one answer at the default max_tokens (150)
 
 
 @pytest.fixture
@@ -31,8 +37,7 @@ def endpoint(server: FakeServer) -> Endpoint:
 
 def request(server: FakeServer, *, stream: bool = True, max_tokens: int = 150, timeout_s: float = 10,
             stall_s: float = 10, counter: TokenCounter | None = None):
-    ep = endpoint(server)
-    client = make_client(ep, ENV)
+    client = make_client(endpoint(server), ENV)
     gen = Generation(max_tokens=max_tokens, stream=stream)
     opts = RequestOptions(gen=gen, timeout_s=timeout_s, stall_timeout_s=stall_s, retries=0)
     return run_request(client, counter, "m", "p", "Say hello.", opts, round=0, warmup=False, sleep=lambda s: None)
@@ -72,3 +77,245 @@ def test_models_redirect_to_another_origin_is_not_followed(server, other):
     info = probe_endpoint("e", ep, make_client(ep, ENV))
     assert info.models == []  # the other origin's list is not taken for this server's
     assert leaked(other) == [] and other.requests == []
+
+
+# ----------------------------------------------------------------------------- 2. malformed answers
+
+
+def data(obj) -> str:
+    return "data: " + json.dumps(obj) + "\n\n"
+
+
+def delta(**d) -> dict:
+    return {"choices": [{"index": 0, "delta": d, "finish_reason": None}]}
+
+
+def finish(reason: str = "stop") -> dict:
+    return {"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}
+
+
+def usage(**u) -> dict:
+    return {"choices": [], "usage": u}
+
+
+def sse(*middle: str) -> list[str]:
+    """A well-formed stream with ``middle`` inserted after the first content chunk."""
+    return [data(delta(role="assistant", content="")), data(delta(content="Hello")), *middle,
+            data(delta(content=" world")), data(finish()),
+            data(usage(prompt_tokens=3, completion_tokens=2, total_tokens=5)), "data: [DONE]\n\n"]
+
+
+MALFORMED_CHUNKS = {
+    "choices is a string": {"choices": "boom"},
+    "a choice is a number": {"choices": [1]},
+    "delta is a string": {"choices": [{"delta": "str"}]},
+    "content is a number": delta(content=5),
+    "content is a list": delta(content=["a"]),
+    "finish_reason is a number": {"choices": [{"delta": {}, "finish_reason": 7}]},
+    "top level list": [1, 2],
+    "top level number": 5,
+    "top level null": None,
+    "top level string": "str",
+    "usage is a string": {"choices": [], "usage": "lots"},
+    "usage tokens are words": usage(completion_tokens="many"),
+    "usage tokens are negative": usage(completion_tokens=-5),
+    "usage tokens are absurd": usage(completion_tokens=10**30),
+    "usage tokens are booleans": usage(prompt_tokens=True),
+}
+
+
+@pytest.mark.parametrize("bad", list(MALFORMED_CHUNKS.values()), ids=list(MALFORMED_CHUNKS))
+def test_a_malformed_chunk_fails_that_request_as_protocol(server, bad):
+    server.set_model("m", Script(sse=sse(data(bad))))
+    s = request(server)
+    assert not s.ok and s.error == "protocol", (s.error, s.error_detail)
+    assert json.dumps(bad)[:20] in s.error_detail  # what the server said, quoted
+    assert len(s.error_detail) <= 400
+
+
+@pytest.mark.parametrize("raw", ["data: {not json\n\n", "data: " + "[" * 100_000 + "\n\n",
+                                 'data: {"choices": [{"delta": {"content": "\\ud800"}}]}\n\n'])
+def test_text_that_is_not_json_fails_as_protocol(server, raw):
+    server.set_model("m", Script(sse=sse(raw)))
+    s = request(server)
+    assert not s.ok and s.error == "protocol" and len(s.error_detail) <= 400
+
+
+def test_one_malformed_model_does_not_stop_the_matrix(server):
+    server.set_model("bad", Script(sse=sse(data({"choices": "boom"}))))
+    server.set_model("good", Script())
+    run = collect(server, "bad,good", rounds=1, warmup=0).run
+    assert {s.error for s in run.samples if s.model == "bad"} == {"protocol"}
+    assert all(s.ok for s in run.samples if s.model == "good") and len(run.samples) >= 5
+    assert run.models["good"].status == "ok"
+
+
+MALFORMED_BODIES = {
+    "html": ("<html><body>" + "Welcome to nginx! " * 500 + "</body></html>", "text/html"),
+    "not an object": ("[1, 2]", "application/json"),
+    "choices is a string": ('{"choices": "boom"}', "application/json"),
+    "message is a string": ('{"choices": [{"message": "hi", "finish_reason": "stop"}]}', "application/json"),
+    "content is a number": ('{"choices": [{"message": {"content": 5}, "finish_reason": "stop"}]}', "application/json"),
+    "usage is absurd": ('{"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}], '
+                        '"usage": {"completion_tokens": 1000000000000000000000000000000}}', "application/json"),
+    "empty body": ("", "application/json"),
+}
+
+
+@pytest.mark.parametrize("body,ctype", list(MALFORMED_BODIES.values()), ids=list(MALFORMED_BODIES))
+def test_a_malformed_plain_answer_fails_as_protocol(server, body, ctype):
+    server.set_model("m", Script(body=body, content_type=ctype))
+    s = request(server, stream=False)
+    assert not s.ok and s.error == "protocol", (s.error, s.error_detail)
+    assert body[:12] in s.error_detail and len(s.error_detail) <= 400
+
+
+def test_html_under_http_200_in_a_stream_is_protocol_not_truncated(server):
+    server.set_model("m", Script(body="<html><body>Sign in to continue</body></html>", content_type="text/html"))
+    s = request(server)
+    assert s.error == "protocol" and "<html>" in s.error_detail
+
+
+@pytest.mark.parametrize("reply", [{"count": -5, "tokens": []}, {"count": 10**30, "tokens": []},
+                                   {"count": "many", "tokens": []}, {"tokens": "abc"}, [1, 2]])
+def test_absurd_tokenizer_counts_are_not_taken(server, reply):
+    server.tokenize, server.tokenize_reply = True, reply
+    server.set_model("m", Script(tokens=["a "] * 4, send_usage=False))
+    ep = endpoint(server)
+    counter = TokenCounter(ep, make_client(ep, ENV), ENV, timeout_s=5)
+    s = request(server, counter=counter)
+    assert s.ok and s.tokens_source == "chunks" and s.completion_tokens == 4
+
+
+# ----------------------------------------------------------------------------- the SSE reader
+
+
+def test_sse_framing_variants_are_read_exactly(server):
+    pieces = [
+        ": keep-alive comment\r\n\r\n",
+        "event: message\r\ndata: " + json.dumps(delta(content="He")) + "\r\n\r\n",
+        'data: {"choices": [{"delta":\n',  # one event over two writes, then two data lines
+        'data: {"content": "llo"}}]}\n\n',
+        "data:" + json.dumps(delta(content="!")) + "\r\r",  # no space after the colon; CR line ends
+        "id: 7\nretry: 10\ndata: " + json.dumps(finish()) + "\n",
+        "\n",
+        "data: [DONE]\n\n",
+        "data: {this is after [DONE] and never read\n\n",
+    ]
+    server.set_model("m", Script(sse=pieces))
+    s = request(server)
+    assert s.ok, s.error_detail
+    assert s.output == "Hello!" and s.chunks == 3 and s.finish_reason == "stop"
+
+
+def test_error_events_fail_the_request_as_server_error(server):
+    server.set_model("m", Script(sse=sse("event: error\ndata: " + json.dumps({"error": {"message": "OOM"}}) + "\n\n")))
+    s = request(server)
+    assert s.error == "server_error" and "OOM" in s.error_detail
+    server.set_model("m", Script(sse=sse(data({"error": {"message": "model crashed"}}))))
+    s = request(server)
+    assert s.error == "server_error" and "model crashed" in s.error_detail
+
+
+def test_a_stream_without_events_ending_early_is_truncated(server):
+    server.set_model("m", Script(sse=[data(delta(content="a")), data(delta(content="b"))]))
+    s = request(server)
+    assert s.error == "truncated" and s.output == "ab"
+
+
+def test_ttft_is_taken_when_the_bytes_arrive(server):
+    pieces = [data(delta(role="assistant", content="")), data(delta(content="a")), data(delta(content="b")),
+              data(finish()) + "data: [DONE]\n\n"]
+    server.set_model("m", Script(sse=pieces, ttft_s=0.0, itl_s=0.1))
+    s = request(server)
+    assert s.ok and abs(s.ttft_s - 0.1) < 0.02 and abs(s.itl_s[0] - 0.1) < 0.02
+
+
+def test_the_base_url_query_goes_on_every_request(server):
+    server.set_model("m", Script())
+    ep = Endpoint(name="e", base_url=server.url + "?api-version=9", api_key_env="BENCH_TEST_KEY")
+    client = make_client(ep, ENV)
+    probe_endpoint("e", ep, client)
+    for stream in (True, False):
+        opts = RequestOptions(gen=Generation(stream=stream), timeout_s=5, stall_timeout_s=5, retries=0)
+        assert run_request(client, None, "m", "p", "hi", opts, round=0, warmup=False).ok
+    v1 = [r["path"] for r in server.requests if r["path"].startswith("/v1/")]
+    assert len(v1) == 3 and all(p.endswith("?api-version=9") for p in v1)
+    assert all(r["headers"].get("authorization") == f"Bearer {KEY}" for r in server.requests)
+
+
+# ----------------------------------------------------------------------------- 3. bounds
+
+
+def test_an_endless_flood_of_chunks_is_cut_as_runaway_at_once(server):
+    server.set_model("m", Script(flood_bytes=64 * 1024, flood_s=4))
+    tracemalloc.start()
+    try:
+        t = time.monotonic()
+        s = request(server, timeout_s=3)
+        elapsed = time.monotonic() - t
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert s.error == "runaway" and not s.ok, (s.error, s.error_detail)
+    assert elapsed < 2 and peak < 32 << 20
+    assert len(s.output) <= OUTPUT_CAP_CHARS
+
+
+def test_an_endless_line_is_cut_at_the_event_bound(server):
+    server.set_model("m", Script(flood_bytes=64 * 1024, flood_line=True, flood_s=4))
+    t = time.monotonic()
+    s = request(server, timeout_s=3)
+    assert s.error == "runaway" and "1048576" in s.error_detail and time.monotonic() - t < 2
+
+
+def test_one_huge_chunk_is_not_a_successful_answer(server):
+    server.set_model("m", Script(tokens=["x" * (8 << 20)]))
+    s = request(server)
+    assert s.error == "runaway" and len(s.output) <= OUTPUT_CAP_CHARS
+
+
+def test_a_server_that_ignores_max_tokens_is_cut_past_the_cap(server):
+    server.set_model("m", Script(tokens=["x "] * 200, ignore_max_tokens=True))
+    s = request(server, max_tokens=10)
+    assert s.error == "runaway" and s.chunks <= 40 and "max_tokens" in s.error_detail
+    server.set_model("m", Script(tokens=["x "] * 40, ignore_max_tokens=True))
+    s = request(server, max_tokens=10)
+    assert s.ok and s.over_limit and s.completion_tokens == 40  # up to the cap: kept, flagged
+
+
+def test_usage_far_past_max_tokens_is_runaway(server):
+    server.set_model("m", Script(sse=sse()[:-2] + [data(usage(prompt_tokens=3, completion_tokens=5000)),
+                                                     "data: [DONE]\n\n"]))
+    s = request(server, max_tokens=10)
+    assert s.error == "runaway"
+
+
+@pytest.mark.parametrize("flood_line", [False, True])
+def test_a_plain_answer_that_never_ends_is_cut(server, flood_line):
+    server.set_model("m", Script(flood_bytes=64 * 1024, flood_line=flood_line, flood_s=4))
+    t = time.monotonic()
+    s = request(server, stream=False, timeout_s=3)
+    assert s.error == "runaway" and time.monotonic() - t < 2
+
+
+def test_a_huge_plain_answer_is_runaway(server):
+    body = json.dumps({"choices": [{"message": {"content": "x" * (4 << 20)}, "finish_reason": "stop"}]})
+    server.set_model("m", Script(body=body))
+    s = request(server, stream=False)
+    assert s.error == "runaway" and len(s.output) <= OUTPUT_CAP_CHARS
+
+
+def test_an_endless_error_body_is_read_only_in_part(server):
+    server.set_model("m", Script(status=503, flood_bytes=64 * 1024, flood_s=4))
+    t = time.monotonic()
+    s = request(server, timeout_s=3)
+    assert s.error == "server_error" and s.attempts[0].http_status == 503 and time.monotonic() - t < 2
+
+
+def test_a_drip_of_comments_cannot_outlast_the_request_timeout(server):
+    server.set_model("m", Script(sse=[": ping\n\n"] * 400, itl_s=0.01))
+    t = time.monotonic()
+    s = request(server, timeout_s=1, stall_s=5)
+    assert s.error == "timeout" and 0.9 < time.monotonic() - t < 2
+
