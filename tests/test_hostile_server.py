@@ -11,10 +11,13 @@ import time
 import tracemalloc
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bench.client import RequestOptions, TokenCounter, make_client, run_request
 from bench.config import Endpoint, Generation
 from bench.runner import probe_endpoint
+from bench.stream import SSEParser
 from tests.conftest import collect
 from tests.fake_server import FakeServer, Script
 
@@ -36,8 +39,8 @@ def endpoint(server: FakeServer) -> Endpoint:
 
 
 def request(server: FakeServer, *, stream: bool = True, max_tokens: int = 150, timeout_s: float = 10,
-            stall_s: float = 10, counter: TokenCounter | None = None):
-    client = make_client(endpoint(server), ENV)
+            stall_s: float = 10, counter: TokenCounter | None = None, client=None):
+    client = client or make_client(endpoint(server), ENV)
     gen = Generation(max_tokens=max_tokens, stream=stream)
     opts = RequestOptions(gen=gen, timeout_s=timeout_s, stall_timeout_s=stall_s, retries=0)
     return run_request(client, counter, "m", "p", "Say hello.", opts, round=0, warmup=False, sleep=lambda s: None)
@@ -319,3 +322,135 @@ def test_a_drip_of_comments_cannot_outlast_the_request_timeout(server):
     s = request(server, timeout_s=1, stall_s=5)
     assert s.error == "timeout" and 0.9 < time.monotonic() - t < 2
 
+
+# ----------------------------------------------------------------------------- 4. fuzzing
+
+TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=6)  # no lone surrogates
+NOT_A_STRING = st.one_of(st.integers(), st.floats(), st.booleans(), st.lists(st.integers(), max_size=2),
+                         st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+NOT_AN_OBJECT = st.one_of(st.integers(), st.floats(), st.booleans(), st.none(), TEXT, st.lists(st.integers(), max_size=3))
+NOT_A_COUNT = st.one_of(st.integers(max_value=-1), st.integers(min_value=2**31), TEXT, st.booleans(),
+                        st.floats().filter(lambda f: not f.is_integer()), st.lists(st.integers(), max_size=2))
+
+
+def _not_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return True
+    return False
+
+
+MALFORMED = st.one_of(
+    NOT_AN_OBJECT.map(json.dumps),
+    st.one_of(st.integers(), TEXT, st.dictionaries(TEXT, st.integers(), max_size=2)).map(
+        lambda v: json.dumps({"choices": v})),
+    NOT_AN_OBJECT.map(lambda v: json.dumps({"choices": [v]})),
+    NOT_AN_OBJECT.filter(lambda v: v is not None).map(lambda v: json.dumps({"choices": [{"delta": v}]})),
+    NOT_A_STRING.map(lambda v: json.dumps(delta(content=v))),
+    NOT_A_STRING.map(lambda v: json.dumps({"choices": [{"delta": {}, "finish_reason": v}]})),
+    NOT_AN_OBJECT.filter(lambda v: v is not None).map(lambda v: json.dumps({"choices": [], "usage": v})),
+    NOT_A_COUNT.map(lambda v: json.dumps(usage(completion_tokens=v))),
+    NOT_A_COUNT.map(lambda v: json.dumps(usage(prompt_tokens=v))),
+    st.text(st.characters(exclude_characters="\r\n", exclude_categories=("Cs",)), max_size=12).filter(_not_json),
+)
+GOOD_DELTA = st.fixed_dictionaries({}, optional={"content": st.one_of(st.none(), TEXT), "role": st.just("assistant"),
+                                                 "reasoning_content": st.one_of(st.none(), TEXT)})
+
+
+@st.composite
+def streams(draw):
+    """(SSE pieces, expected error kind or None, max_tokens)."""
+    max_tokens = draw(st.integers(1, 40))
+    deltas = draw(st.lists(GOOD_DELTA, max_size=8))
+    payloads = [json.dumps(delta(**d)) for d in deltas]
+    payloads.append(json.dumps(finish(draw(st.sampled_from(["stop", "length", "tool_calls"])))))
+    has_text = any(d.get("content") or d.get("reasoning_content") for d in deltas)
+    expected = None if has_text else "empty"
+    if draw(st.booleans()):
+        runaway = draw(st.booleans())
+        n = draw(st.integers(4 * max_tokens + 1, 2**31 - 1) if runaway else st.integers(0, 4 * max_tokens))
+        payloads.append(json.dumps(usage(prompt_tokens=draw(st.integers(0, 10**6)), completion_tokens=n)))
+        expected = "runaway" if runaway else expected
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(payloads)))
+        payloads.insert(at, draw(MALFORMED))
+        # The first fault read decides: a runaway usage chunk (the last payload) read before it wins.
+        expected = "runaway" if expected == "runaway" and at == len(payloads) - 1 else "protocol"
+    eol = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    text = "".join((": ping" + eol if draw(st.booleans()) else "") + "data: " + p + eol + eol for p in payloads)
+    text += "data: [DONE]" + eol + eol
+    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=6)))
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    return pieces, expected, max_tokens
+
+
+@pytest.fixture(scope="module")
+def fuzz_server():
+    with FakeServer() as srv:
+        srv.client = make_client(endpoint(srv), ENV)  # one client: building one takes tens of ms
+        yield srv
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(streams())
+def test_fuzzed_streams_fail_cleanly_with_a_known_kind(fuzz_server, case):
+    pieces, expected, max_tokens = case
+    fuzz_server.set_model("m", Script(sse=pieces))
+    s = request(fuzz_server, max_tokens=max_tokens, timeout_s=5, stall_s=5, client=fuzz_server.client)  # no raise
+    assert s.error == expected, (s.error, s.error_detail, pieces)
+    assert s.ok == (expected is None)
+    if s.ok:
+        assert s.ttft_s is not None and s.completion_tokens is not None and s.completion_tokens >= 0
+    else:
+        assert s.error_detail and len(s.error_detail) <= 501
+
+
+@st.composite
+def plain_bodies(draw):
+    message = {"role": "assistant", "content": draw(st.one_of(TEXT.filter(bool)))}
+    body = {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": draw(st.integers(0, 600))}}
+    kind = draw(st.sampled_from(["good", "content", "message", "choices", "usage", "top", "text"]))
+    if kind == "content":
+        message["content"] = draw(NOT_A_STRING)
+    elif kind == "message":
+        body["choices"][0]["message"] = draw(NOT_AN_OBJECT)
+    elif kind == "choices":
+        body["choices"] = draw(st.one_of(st.integers(), TEXT, st.lists(NOT_AN_OBJECT, min_size=1, max_size=2)))
+    elif kind == "usage":
+        body["usage"]["completion_tokens"] = draw(NOT_A_COUNT)
+    elif kind == "top":
+        return json.dumps(draw(NOT_AN_OBJECT)), "protocol"
+    elif kind == "text":
+        return draw(st.text(max_size=30).filter(_not_json)), "protocol"
+    return json.dumps(body), None if kind == "good" else "protocol"
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plain_bodies())
+def test_fuzzed_plain_answers_fail_cleanly_as_protocol(fuzz_server, case):
+    body, expected = case
+    fuzz_server.set_model("m", Script(body=body))
+    s = request(fuzz_server, stream=False, timeout_s=5, client=fuzz_server.client)
+    assert s.error == expected, (s.error, s.error_detail, body)
+
+
+EVENT = st.tuples(st.sampled_from([None, "message", "ping"]),
+                  st.lists(st.text(st.characters(exclude_characters="\r\n", exclude_categories=("Cs",)), max_size=10),
+                           min_size=1, max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(EVENT, max_size=6), st.sampled_from(["\n", "\r\n", "\r"]), st.lists(st.integers(0, 400), max_size=8))
+def test_sse_parser_reads_the_same_events_however_the_bytes_are_split(events, eol, cuts):
+    text = ""
+    for name, lines in events:
+        text += ": comment" + eol + (f"event: {name}" + eol if name else "")
+        text += "".join("data: " + line + eol for line in lines) + eol
+    raw = text.encode()
+    cuts = sorted(min(c, len(raw)) for c in cuts)
+    parser, got = SSEParser(), []
+    for a, b in zip([0, *cuts], [*cuts, len(raw)]):
+        got += parser.feed(raw[a:b])
+    assert got == [(name or "message", "\n".join(lines)) for name, lines in events]
