@@ -10,56 +10,66 @@ Definitions (docs: site_src/methodology.md):
 * End-to-end: request sent -> the end of the response.
 * A stream that ends without a ``finish_reason`` is a failed request ("truncated"); an answer
   with no content is failed ("empty"); a silence longer than the stall timeout cuts the stream
-  ("stall"); a request longer than the request timeout is cut ("timeout").
+  ("stall"); a request longer than the request timeout is cut ("timeout"); a malformed answer
+  fails ("protocol"), and so does one past bench's output bounds ("runaway", see bench.stream).
+
+The timed request is bench's own: an httpx request sent on the openai client's connection pool
+(its transport, its keys), read as raw bytes by ``bench.stream`` so that times are taken as bytes
+arrive and nothing a server sends can grow without bound. The openai client does the rest
+(listing models). Redirects are never followed: the key goes only to the configured origin.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import parse_qsl
-from urllib.request import Request, urlopen
 
 import openai
 
 from bench.config import Endpoint, Generation
+from bench.errors import ResponseError
 from bench.schema import Attempt, Sample
 from bench.store import utcnow
+from bench.stream import (
+    ChatStreamReader,
+    Limits,
+    Usage,
+    check_encoding,
+    excerpt,
+    parse_completion,
+    read_bounded,
+    read_prefix,
+)
 
 RETRYABLE = {"rate_limited", "server_error"}
 _MAX_DETAIL = 500
-
-
-_sent = threading.local()
-
-
-def _mark_sent(request: Any) -> None:
-    """httpx request hook: the moment the request leaves the client's request building.
-
-    Timing from here (not from the openai call) keeps the client library's own request
-    construction (a few ms) out of TTFT and end-to-end latency.
-    """
-    _sent.ns = time.perf_counter_ns()
+MAX_TOKENIZE_BYTES = 1 << 20  # a tokenize answer larger than this is not a tokenizer
+DRAIN_S = 1.0  # after [DONE], how long the rest of a body may take before the connection is dropped
 
 
 def make_client(endpoint: Endpoint, env: dict[str, str] | Any) -> openai.OpenAI:
     # Local servers need no key; the openai client insists on a non-empty one.
     key = env.get(endpoint.api_key_env) or "not-needed"
-    http_client = openai.DefaultHttpxClient(event_hooks={"request": [_mark_sent], "response": []})
+    # Redirects are never followed: the key (and the prompt) go only to the configured origin,
+    # and a redirect answer is recorded as a failed request that names where it pointed.
+    http = openai.DefaultHttpxClient(follow_redirects=False)
     # A query string (Azure's api-version, a proxy's key) goes on every request, not into the path.
     base, _, query = endpoint.base_url.partition("?")
     return openai.OpenAI(
-        base_url=base, api_key=key, max_retries=0, http_client=http_client,
+        base_url=base, api_key=key, max_retries=0, http_client=http,
         default_query=dict(parse_qsl(query)) if query else None,
     )
 
 
-def _start_time(fallback_ns: int) -> int:
-    sent = getattr(_sent, "ns", None)
-    return sent if sent is not None and sent >= fallback_ns else fallback_ns
+def http_client(client: openai.OpenAI) -> Any:
+    """The httpx client under an openai client (httpx for openai 1.x, its fork httpx2 since 3.x:
+    same API). Its connection pool is shared with the openai client."""
+    return client._client
 
 
 def _short(text: Any) -> str:
@@ -81,7 +91,7 @@ def _retry_after(headers: Any) -> float | None:
     try:
         value = headers.get("retry-after") if headers is not None else None
         return max(0.0, float(value)) if value is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -115,35 +125,195 @@ class Measurement:
     output: str = ""
     reasoning: str = ""
     finish_reason: str | None = None
-    usage: Any = None
+    usage: Usage | None = None
     resolved_model: str | None = None
     elapsed_ns: int = 0  # the attempt's wall time, failures included
+    t0_ns: int = 0  # perf_counter_ns when the request was sent
+    t_end_ns: int | None = None  # perf_counter_ns when the complete answer had arrived
 
 
-def _record_status(m: Measurement, e: openai.APIStatusError) -> None:
-    """An HTTP error answer: its status, what kind of failure it is, and Retry-After."""
-    m.http_status = e.status_code
-    m.error = classify_status(e.status_code, e.body, e.message)
-    m.detail = _short(e.message)
-    m.retry_after_s = _retry_after(getattr(e.response, "headers", None))
+def redirect_detail(status: int, headers: Any) -> str:
+    location = headers.get("location", "") if headers is not None else ""
+    return _short(
+        f"HTTP {status} redirect to {excerpt(str(location))} not followed: bench sends requests "
+        "(and the API key) only to the configured base_url; configure the final address instead"
+    )
 
 
-def _shutdown(response: Any) -> None:
-    """Wake a read blocked on this response's socket (best effort, any thread)."""
-    import socket as _socket
-
+def _error_message(raw: bytes) -> tuple[Any, str]:
+    """(parsed body or None, the server's message) of an HTTP error answer's first bytes."""
     try:
-        stream = response.extensions.get("network_stream")
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None, excerpt(raw)
+    err = body.get("error") if isinstance(body, dict) else None
+    message = err.get("message") if isinstance(err, dict) else err
+    if message is None and isinstance(body, dict):
+        message = body.get("message")
+    return body, excerpt(message if isinstance(message, str) else raw)
+
+
+def _record_status(m: Measurement, response: Any, deadline_ns: int) -> None:
+    """An HTTP error answer: its status, what kind of failure it is, and Retry-After."""
+    status = response.status_code
+    m.http_status = status
+    m.retry_after_s = _retry_after(response.headers)
+    if 300 <= status < 400:
+        m.error, m.detail = "client_error", redirect_detail(status, response.headers)
+        return
+    body, message = _error_message(read_prefix(response, deadline_ns=deadline_ns))
+    m.error = classify_status(status, body, message)
+    m.detail = _short(f"HTTP {status}: {message}")
+
+
+# ----------------------------------------------------------------------------- one timed exchange
+
+
+class _Watchdog:
+    """Cuts an exchange at the request timeout by shutting its socket down, which wakes a blocked
+    read (closing it from another thread does not). The socket is known from the moment the
+    connection opens (httpx ``trace`` extension) or, on a reused keep-alive connection, from the
+    response headers: until those arrive there, the read timeout (stall) bounds each read."""
+
+    def __init__(self, timeout_s: float):
+        self.fired_at: int | None = None  # perf_counter_ns when the timeout cut the connection
+        self._lock = threading.Lock()
+        self._stream: Any = None
+        self._timer = threading.Timer(timeout_s, self._fire)
+        self._timer.daemon = True
+
+    def trace(self, name: str, info: dict) -> None:
+        if name in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            self.attach(info.get("return_value"))
+
+    def attach(self, stream: Any) -> None:
+        with self._lock:
+            self._stream = stream if stream is not None else self._stream
+            if self.fired_at is not None:
+                _shutdown(self._stream)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired_at = time.perf_counter_ns()
+            _shutdown(self._stream)
+
+    def restart(self, seconds: float) -> None:
+        """A shorter deadline from now (draining a finished answer): cut then, not as a timeout."""
+        self._timer.cancel()
+        self._timer = threading.Timer(seconds, lambda: _shutdown(self._stream))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def __enter__(self) -> "_Watchdog":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._timer.cancel()
+
+
+def _close(response: Any) -> None:
+    try:
+        if response is not None:
+            response.close()
+    except Exception:  # noqa: BLE001 - a broken connection may fail to close cleanly
+        pass
+
+
+def _shutdown(stream: Any) -> None:
+    """Wake a read blocked on this network stream's socket (best effort, any thread)."""
+    try:
         sock = stream.get_extra_info("socket") if stream is not None else None
         if sock is not None:
-            sock.shutdown(_socket.SHUT_RDWR)
-            return
-    except Exception:  # noqa: BLE001 - fall back to closing
+            sock.shutdown(socket.SHUT_RDWR)
+    except Exception:  # noqa: BLE001 - already closed, or not a socket
         pass
-    try:
-        response.close()
-    except Exception:  # noqa: BLE001
-        pass
+
+
+def _headers(client: openai.OpenAI, accept: str) -> dict[str, str]:
+    headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
+    auth = getattr(client, "auth_headers", None)
+    headers.update(auth if isinstance(auth, dict) else {"Authorization": f"Bearer {client.api_key}"})
+    # Raw bytes are read: no compression (a compressed answer is refused, see bench.stream).
+    headers.update({"Accept": accept, "Accept-Encoding": "identity", "Content-Type": "application/json"})
+    return headers
+
+
+def _send(client: openai.OpenAI, body: dict, accept: str, read_s: float, dog: _Watchdog) -> tuple[int, Any]:
+    """Send one chat request on the openai client's pool; (t0 in perf_counter_ns, response with
+    headers read and body unread). t0 is taken once the request is built, right before sending."""
+    http = http_client(client)
+    request = http.build_request(
+        "POST", str(client.base_url).rstrip("/") + "/chat/completions", json=body,
+        params=client.default_query or None, headers=_headers(client, accept), timeout=read_s,
+        extensions={"trace": dog.trace},
+    )
+    t0 = time.perf_counter_ns()
+    response = http.send(request, stream=True, follow_redirects=False)
+    dog.attach(response.extensions.get("network_stream"))
+    return t0, response
+
+
+def _http_errors(client: openai.OpenAI) -> tuple[type[BaseException], ...]:
+    """httpx's (or httpx2's) own exceptions: transport failures, all wrapped by the library."""
+    cls = next((c for c in type(http_client(client)).__mro__ if c.__name__ == "Client"), None)
+    module = __import__(cls.__module__.split(".")[0]) if cls is not None else None
+    names = ("HTTPError", "StreamError", "InvalidURL")
+    return tuple(getattr(module, n) for n in names if hasattr(module, n)) or (OSError,)
+
+
+def _record_transport(m: Measurement, e: BaseException, started: bool, elapsed_ns: int,
+                      timeout_s: float, stall_s: float | None) -> None:
+    cause = f"{type(e).__name__}: {e}"
+    if _caused_by_timeout(e) and (stall_s is None or elapsed_ns >= timeout_s * 1e9 * 0.99):
+        m.error, m.detail = "timeout", f"no complete answer within {timeout_s:g} s"
+    elif _caused_by_timeout(e):
+        m.error = "stall"
+        m.detail = f"silent for more than {stall_s:g} s" + (" mid-stream" if m.chunk_times else "")
+    elif started and stall_s is not None:
+        m.error, m.detail = "truncated", _short(f"the connection broke mid-stream: {cause}")
+    else:
+        m.error, m.detail = "connection", _short(cause)
+
+
+def _exchange(client: openai.OpenAI, body: dict, accept: str, timeout_s: float, stall_s: float | None,
+              consume: Callable[[Measurement, Any, int], Any]) -> Measurement:
+    """Send, then ``consume(m, response, deadline_ns)`` a 2xx body (it sets ``m.t_end_ns`` when the
+    answer is complete, and may return the byte iterator to drain). Every failure is recorded in
+    the Measurement: nothing a server does raises. stall_s None: not a stream (one timeout)."""
+    m = Measurement()
+    m.t0_ns = time.perf_counter_ns()
+    timeout_ns = int(timeout_s * 1e9)
+    response = None
+    with _Watchdog(timeout_s) as dog:
+        try:
+            m.t0_ns, response = _send(client, body, accept, min(stall_s or timeout_s, timeout_s), dog)
+            if response.status_code >= 300:
+                _record_status(m, response, m.t0_ns + timeout_ns)
+            else:
+                check_encoding(response)
+                rest = consume(m, response, m.t0_ns + timeout_ns)
+                if rest is not None:
+                    dog.restart(DRAIN_S)
+                    _drain(rest)
+        except ResponseError as e:
+            m.error, m.detail = e.kind, _short(e.detail)
+        except _http_errors(client) as e:
+            _record_transport(m, e, response is not None, time.perf_counter_ns() - m.t0_ns, timeout_s, stall_s)
+        finally:
+            _close(response)
+    t_done = time.perf_counter_ns()
+    m.elapsed_ns = t_done - m.t0_ns
+    # Whatever happened once the watchdog had cut the connection is the timeout's doing.
+    cut = dog.fired_at is not None and (m.t_end_ns or t_done) >= dog.fired_at
+    if cut or (m.error is None and m.t_end_ns is None):
+        m.error, m.detail = "timeout", f"no complete answer within {timeout_s:g} s"
+    elif m.error is None and m.t_end_ns is not None:
+        m.e2e_ns = m.t_end_ns - m.t0_ns
+    return m
+
+
+# ----------------------------------------------------------------------------- streamed and plain
 
 
 def _params(model: str, messages: list[dict], gen: Generation) -> dict[str, Any]:
@@ -159,136 +329,68 @@ def _params(model: str, messages: list[dict], gen: Generation) -> dict[str, Any]
     return params
 
 
-def _delta_reasoning(delta: Any) -> str:
-    extra = getattr(delta, "model_extra", None) or {}
-    value = getattr(delta, "reasoning_content", None) or extra.get("reasoning_content") or extra.get("reasoning")
-    return value if isinstance(value, str) else ""
+def _drain(chunks: Any, limit: int = 64 * 1024) -> None:
+    """After [DONE], read what is left of the body (little, normally) so the connection goes
+    back to the pool; a body that goes on is dropped with its connection."""
+    seen = 0
+    try:
+        for data in chunks:
+            seen += len(data)
+            if seen > limit:
+                break
+    except Exception:  # noqa: BLE001 - the answer is complete; a broken tail is not a failure
+        pass
 
 
 def measure_stream(
     client: openai.OpenAI, model: str, messages: list[dict], gen: Generation, timeout_s: float, stall_s: float
 ) -> Measurement:
-    m = Measurement()
-    timed_out = threading.Event()
-    holder: dict[str, Any] = {}
+    """One streamed request. The read timeout is the stall timeout (the longest silence allowed
+    between bytes, or the request timeout if shorter); the request timeout is a watchdog."""
+    reader = ChatStreamReader(Limits.for_max_tokens(gen.max_tokens))
+    body = {**_params(model, messages, gen), "stream": True, "stream_options": {"include_usage": True}}
 
-    def on_timeout() -> None:
-        # Closing the response from another thread does not wake a blocked read; shutting the
-        # socket down does, so the request ends at the timeout, not at the next stall check.
-        timed_out.set()
-        stream = holder.get("stream")
-        if stream is not None:
-            _shutdown(stream.response)
+    def consume(m: Measurement, response: Any, deadline_ns: int) -> Any:
+        m.chunk_times = reader.chunk_times  # the same list: a stall knows whether content came
+        chunks = response.iter_raw()
+        if reader.read(chunks, deadline_ns):  # False: bytes arrived past the deadline
+            m.t_end_ns = time.perf_counter_ns()
+        return chunks if reader.done else None
 
-    timeout_ns = int(timeout_s * 1e9)
-    watchdog = threading.Timer(timeout_s, on_timeout)
-    watchdog.daemon = True
-    out_parts: list[str] = []
-    reasoning_parts: list[str] = []
-    t0 = time.perf_counter_ns()
-    watchdog.start()
-    try:
-        stream = client.chat.completions.create(
-            **_params(model, messages, gen),
-            stream=True,
-            stream_options={"include_usage": True},
-            # A read timeout is the longest silence allowed between bytes: the stall timeout
-            # (or the request timeout, if shorter, for a server that never sends headers).
-            timeout=min(stall_s, timeout_s),
-        )
-        holder["stream"] = stream
-        t0 = _start_time(t0)
-        for chunk in stream:
-            t = time.perf_counter_ns()
-            if chunk.model:
-                m.resolved_model = chunk.model
-            if getattr(chunk, "usage", None) is not None:
-                m.usage = chunk.usage
-            for choice in chunk.choices or []:
-                delta = choice.delta
-                text = (delta.content or "") if delta is not None else ""
-                rtext = _delta_reasoning(delta) if delta is not None else ""
-                if text or rtext:
-                    m.chunk_times.append(t)
-                    out_parts.append(text)
-                    reasoning_parts.append(rtext)
-                if choice.finish_reason:
-                    m.finish_reason = choice.finish_reason
-            if t - t0 > timeout_ns:
-                timed_out.set()
-                break
-        t_end = time.perf_counter_ns()
-        if timed_out.is_set():
-            m.error, m.detail = "timeout", f"no complete answer within {timeout_s:g} s"
-        elif m.finish_reason is None:
-            m.error = "truncated"
-            m.detail = "the stream ended without a finish_reason"
-        m.e2e_ns = t_end - t0
-    except openai.APIStatusError as e:
-        _record_status(m, e)
-    except openai.APIError as e:
-        started = bool(holder.get("stream"))
-        if timed_out.is_set():
-            m.error, m.detail = "timeout", f"no complete answer within {timeout_s:g} s"
-        elif _caused_by_timeout(e) and time.perf_counter_ns() - t0 >= timeout_ns * 0.99:
-            m.error, m.detail = "timeout", f"no complete answer within {timeout_s:g} s"
-        elif _caused_by_timeout(e):
-            m.error = "stall"
-            m.detail = f"silent for more than {stall_s:g} s" + (" mid-stream" if m.chunk_times else "")
-        elif not started and isinstance(e, openai.APIConnectionError):
-            m.error, m.detail = "connection", _short(f"{e.message} ({e.__cause__ or ''})")
-        elif isinstance(e, openai.APIConnectionError):
-            m.error, m.detail = "truncated", _short(f"the connection broke mid-stream: {e.__cause__ or e}")
-        else:
-            m.error, m.detail = "server_error", _short(f"error event in the stream: {e.message}")
-    except (ValueError, KeyError, TypeError) as e:  # malformed chunk JSON
-        m.error, m.detail = "protocol", _short(f"malformed stream: {e}")
-    finally:
-        m.elapsed_ns = time.perf_counter_ns() - t0
-        watchdog.cancel()
-        stream = holder.get("stream")
-        if stream is not None:
-            try:
-                stream.close()
-            except Exception:  # noqa: BLE001
-                pass
-    m.output = "".join(out_parts)
-    m.reasoning = "".join(reasoning_parts)
+    m = _exchange(client, body, "text/event-stream", timeout_s, stall_s, consume)
+    m.chunk_times, m.output, m.reasoning = reader.chunk_times, reader.output, reader.reasoning
+    m.finish_reason, m.usage, m.resolved_model = reader.finish_reason, reader.usage, reader.resolved_model
     if m.chunk_times:
-        m.ttft_ns = m.chunk_times[0] - t0
+        m.ttft_ns = m.chunk_times[0] - m.t0_ns
+    if m.error is None and m.finish_reason is None:
+        m.error, m.detail = "truncated", "the stream ended without a finish_reason"
     if m.error is None and not m.chunk_times:
         m.error, m.detail = "empty", f"no content (finish_reason {m.finish_reason})"
     return m
 
 
 def measure_plain(
-    client: openai.OpenAI, model: str, messages: list[dict], gen: Generation, timeout_s: float
+    client: openai.OpenAI, model: str, messages: list[dict], gen: Generation, timeout_s: float,
+    *, limits: Limits | None = None,
 ) -> Measurement:
-    """Non-streamed: only end-to-end time can be measured."""
-    m = Measurement()
-    t0 = time.perf_counter_ns()
-    try:
-        resp = client.chat.completions.create(**_params(model, messages, gen), stream=False, timeout=timeout_s)
-        m.e2e_ns = time.perf_counter_ns() - _start_time(t0)
-        m.resolved_model = resp.model
-        m.usage = resp.usage
-        choice = resp.choices[0] if resp.choices else None
-        if choice is not None:
-            m.output = choice.message.content or ""
-            m.reasoning = _delta_reasoning(choice.message)
-            m.finish_reason = choice.finish_reason
-        if not m.output and not m.reasoning:
-            m.error, m.detail = "empty", f"no content (finish_reason {m.finish_reason})"
-    except openai.APIStatusError as e:
-        _record_status(m, e)
-    except openai.APIError as e:
-        if _caused_by_timeout(e):
-            m.error, m.detail = "timeout", f"no answer within {timeout_s:g} s"
-        else:
-            m.error, m.detail = "connection", _short(f"{e.message} ({e.__cause__ or ''})")
-    except (ValueError, KeyError, TypeError) as e:
-        m.error, m.detail = "protocol", _short(f"malformed response: {e}")
-    m.elapsed_ns = time.perf_counter_ns() - t0
+    """Non-streamed: only end-to-end time can be measured (to the last byte of the body).
+    ``limits``: the answer's bounds, by default those of ``gen.max_tokens``."""
+    limits = limits or Limits.for_max_tokens(gen.max_tokens)
+    answer: list[Any] = []
+
+    def consume(m: Measurement, response: Any, deadline_ns: int) -> None:
+        raw = read_bounded(response, limits.max_body_bytes, deadline_ns)
+        m.t_end_ns = time.perf_counter_ns()
+        answer.append(parse_completion(raw, limits))
+
+    m = _exchange(client, {**_params(model, messages, gen), "stream": False}, "application/json",
+                  timeout_s, None, consume)
+    if answer:
+        a = answer[0]
+        m.output, m.reasoning, m.finish_reason, m.usage, m.resolved_model = (
+            a.content, a.reasoning, a.finish_reason, a.usage, a.model)
+    if m.error is None and not m.output and not m.reasoning:
+        m.error, m.detail = "empty", f"no content (finish_reason {m.finish_reason})"
     return m
 
 
@@ -310,7 +412,7 @@ class TokenCounter:
         if self.root.endswith("/v1"):
             self.root = self.root[:-3]
         key = env.get(endpoint.api_key_env)
-        self.headers = {"Content-Type": "application/json"}
+        self.headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         if key:
             self.headers["Authorization"] = f"Bearer {key}"
         self.client = client
@@ -321,22 +423,32 @@ class TokenCounter:
         self._prompt_tokens: dict[tuple[str, str], int | None] = {}
 
     def _post(self, path: str, body: dict) -> Any:
-        req = Request(self.root + path, data=json.dumps(body).encode(), headers=self.headers, method="POST")
-        with urlopen(req, timeout=min(self.timeout_s, 30)) as resp:  # noqa: S310 - configured endpoint
-            return json.loads(resp.read())
+        """POST to the configured origin only: a redirect is an answer of its own (no tokenizer)."""
+        timeout = min(self.timeout_s, 30)
+        deadline = time.perf_counter_ns() + int(timeout * 1e9)
+        with http_client(self.client).stream(
+            "POST", self.root + path, json=body, headers=self.headers, timeout=timeout, follow_redirects=False
+        ) as resp:
+            if resp.status_code != 200:
+                raise ValueError(f"HTTP {resp.status_code}")
+            return json.loads(read_bounded(resp, MAX_TOKENIZE_BYTES, deadline))
 
     def _find_tokenizer(self, model: str) -> Callable[[str, str], int] | None:
-        shapes: list[tuple[str, Callable[[str, str], dict], Callable[[Any], int]]] = [
-            ("/extras/tokenize", lambda mm, t: {"input": t, "model": mm}, lambda r: len(r["tokens"])),
-            ("/tokenize", lambda mm, t: {"model": mm, "prompt": t}, lambda r: int(r.get("count", len(r["tokens"])))),
-            ("/tokenize", lambda mm, t: {"content": t}, lambda r: len(r["tokens"])),
+        shapes: list[tuple[str, Callable[[str, str], dict], Callable[[Any], Any]]] = [
+            ("/extras/tokenize", lambda mm, t: {"input": t, "model": mm}, _token_list_length),
+            ("/tokenize", lambda mm, t: {"model": mm, "prompt": t}, _token_count_field),
+            ("/tokenize", lambda mm, t: {"content": t}, _token_list_length),
         ]
         for path, body, count in shapes:
+
+            def tokenize(mm: str, t: str, path=path, body=body, count=count) -> int:
+                return plausible_token_count(count(self._post(path, body(mm, t))), t)
+
             try:
-                count(self._post(path, body(model, "hello world")))
+                tokenize(model, "hello world")
             except Exception:  # noqa: BLE001 - any failure means: not this shape
                 continue
-            return lambda mm, t, path=path, body=body, count=count: count(self._post(path, body(mm, t)))
+            return tokenize
         return None
 
     def count_tokens(self, model: str, text: str) -> int | None:
@@ -355,7 +467,9 @@ class TokenCounter:
         """Prompt tokens (chat template included) from a cheap non-streamed 1-token request."""
         key = (model, json.dumps(messages))
         if key not in self._prompt_tokens:
-            m = measure_plain(self.client, model, messages, gen.model_copy(update={"max_tokens": 1}), self.timeout_s)
+            # Bounded like the measured request: a server that ignores max_tokens 1 still counts the prompt.
+            one = gen.model_copy(update={"max_tokens": 1})
+            m = measure_plain(self.client, model, messages, one, self.timeout_s, limits=Limits.for_max_tokens(gen.max_tokens))
             self._prompt_tokens[key] = getattr(m.usage, "prompt_tokens", None) if m.error is None else None
         return self._prompt_tokens[key]
 
@@ -365,6 +479,25 @@ class TokenCounter:
             m = measure_plain(self.client, model, messages, gen, self.timeout_s)
             self._probes[key] = (m.output, m.usage if m.error is None else None)
         return self._probes[key]
+
+
+def _token_list_length(answer: Any) -> int:
+    tokens = answer.get("tokens") if isinstance(answer, dict) else None
+    if not isinstance(tokens, list):
+        raise ValueError("no token list")
+    return len(tokens)
+
+
+def _token_count_field(answer: Any) -> Any:
+    return answer["count"] if isinstance(answer, dict) and "count" in answer else _token_list_length(answer)
+
+
+def plausible_token_count(n: Any, text: str) -> int:
+    """A tokenizer's count for ``text``, if it can be one: an integer, at least 1 for a non-empty
+    text, at most one token per UTF-8 byte plus a few special tokens; else ValueError."""
+    if isinstance(n, bool) or not isinstance(n, int) or not (1 if text else 0) <= n <= len(text.encode()) + 16:
+        raise ValueError(f"not a token count for {len(text)} characters: {excerpt(n, 40)}")
+    return n
 
 
 def count_completion(
@@ -398,21 +531,10 @@ class RequestOptions:
     max_backoff_s: float = 30.0
 
 
-def run_request(
-    client: openai.OpenAI,
-    counter: TokenCounter | None,
-    model: str,
-    prompt_id: str,
-    prompt_text: str,
-    opts: RequestOptions,
-    *,
-    round: int,
-    warmup: bool,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Sample:
-    """Send one request (retrying 429/5xx with backoff) and return its Sample."""
-    messages = [{"role": "user", "content": prompt_text}]
-    started_at = utcnow()
+def _measure_with_retries(
+    client: openai.OpenAI, model: str, messages: list[dict], opts: RequestOptions, sleep: Callable[[float], None]
+) -> tuple[Measurement, list[Attempt]]:
+    """The last attempt's Measurement, and every attempt (429/5xx are retried with backoff)."""
     attempts: list[Attempt] = []
     for n in range(opts.retries + 1):
         if opts.gen.stream:
@@ -432,7 +554,33 @@ def run_request(
             break
         wait = m.retry_after_s if m.retry_after_s is not None else opts.backoff_s * (2**n)
         sleep(min(wait, opts.max_backoff_s))
+    return m, attempts
 
+
+def run_request(
+    client: openai.OpenAI,
+    counter: TokenCounter | None,
+    model: str,
+    prompt_id: str,
+    prompt_text: str,
+    opts: RequestOptions,
+    *,
+    round: int,
+    warmup: bool,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Sample:
+    """Send one request (retrying 429/5xx with backoff) and return its Sample. Nothing a server
+    sends raises: every failure is a failed Sample with its kind and a short detail."""
+    messages = [{"role": "user", "content": prompt_text}]
+    started_at = utcnow()
+    m, attempts = _measure_with_retries(client, model, messages, opts, sleep)
+    completion = prompt_tokens = source = None
+    if m.error is None:
+        completion, prompt_tokens, source = count_completion(m, counter, model, messages, opts.gen)
+        cap = Limits.for_max_tokens(opts.gen.max_tokens).token_cap
+        if completion is not None and completion > cap:  # counted past the cap: not a success
+            m.error = attempts[-1].error = "runaway"
+            m.detail = attempts[-1].detail = f"{completion} completion tokens ({source}), more than {cap} (4 x max_tokens)"
     sample = Sample(
         model="",  # filled by the caller (the model's label)
         prompt_id=prompt_id,
@@ -451,7 +599,6 @@ def run_request(
         chunks=len(m.chunk_times),
     )
     if m.error is None:
-        completion, prompt_tokens, source = count_completion(m, counter, model, messages, opts.gen)
         sample.e2e_s = m.e2e_ns / 1e9 if m.e2e_ns is not None else None
         if opts.gen.stream and m.ttft_ns is not None:
             sample.ttft_s = m.ttft_ns / 1e9

@@ -21,3 +21,14 @@ class EndpointError(BenchError):
 
 class ResultsError(BenchError):
     """A results file is corrupt, too new, missing, or cannot be written."""
+
+
+class ResponseError(EndpointError):
+    """One answer broke the protocol or bench's bounds: that request fails with ``kind``
+    (an ``ErrorKind`` of ``bench.schema``: "protocol", "runaway", "server_error", "timeout"),
+    the run goes on."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail

@@ -40,7 +40,8 @@ ErrorKind = Literal[
     "client_error",  # other HTTP 4xx
     "unknown_model",  # the server does not serve this model
     "connection",  # could not connect, or the connection broke
-    "protocol",  # the response was not a valid chat completion
+    "protocol",  # the response was not a valid chat completion (malformed JSON, chunk or usage)
+    "runaway",  # the response passed bench's bounds (output past 4 x max_tokens, a 1 MiB event, ...)
 ]
 
 

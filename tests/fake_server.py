@@ -77,6 +77,37 @@ api_key set, /v1/* requests without "Authorization: Bearer <api_key>" -> 401.
 
 Note: the openai client retries 429/5xx by itself; use max_retries=0 in tests
 that count requests.
+
+Hostile modes (tests/test_hostile_server.py)
+--------------------------------------------
+A server is other people's software; these modes make it lie, pour or send
+credentials elsewhere.  Each one replaces the normal reply to a chat request.
+
+Script.sse=[piece, ...]      streamed reply (status 200, text/event-stream, the
+                             Script's framing) whose body is exactly these
+                             pieces, written verbatim one write each at
+                             t_received + ttft_s + k * itl_s: nothing is added
+                             (no role chunk, no [DONE]), so a test controls
+                             line endings (CRLF), comments, multi-line data,
+                             "event: error", and where writes split an event.
+Script.body="..."            any request: reply ``status`` with exactly this
+                             body and Content-Type ``content_type`` (default
+                             application/json), e.g. HTML under HTTP 200.
+Script.flood_bytes=N         reply ``status`` and then pour N-byte writes with
+                             no framing (body ends at close) until the client
+                             goes away or ``flood_s`` (default 20 s) passes:
+                             bounded, so a failing test cannot hang.  Streamed
+                             requests get one valid content event per write,
+                             each carrying N bytes of "x" (flood_line=True: one
+                             endless "data: xxx..." line that never ends);
+                             plain requests get "x" * N writes after a
+                             ``{"choices": [`` prefix.
+FakeServer.tokenize_reply=obj  with tokenize=True: /extras/tokenize answers
+                             exactly this JSON (e.g. {"count": -5}).
+FakeServer.redirects={path: (status, location)}
+                             any request to that path (query string ignored)
+                             gets that status with "Location: location" and an
+                             empty body; it is recorded like any request.
 """
 
 from __future__ import annotations
@@ -125,6 +156,13 @@ class Script:
     # A prompt cache, as vLLM's prefix caching or llama.cpp's: messages this server has seen before
     # (any earlier request) are answered with this TTFT instead of ttft_s. None: no cache.
     cached_ttft_s: float | None = None
+    # Hostile modes (see the module docstring).
+    sse: list[str] | None = None
+    body: str | None = None
+    content_type: str = "application/json"
+    flood_bytes: int = 0
+    flood_line: bool = False
+    flood_s: float = 20.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Script":
@@ -298,6 +336,13 @@ class _Handler(BaseHTTPRequestHandler):
 
         if fake.down:
             return self._send_error(503)
+        if path in fake.redirects:
+            status, location = fake.redirects[path]
+            self.send_response(status)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         is_v1 = path == "/v1" or path.startswith("/v1/")
         if is_v1 and fake.api_key is not None:
             if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
@@ -318,6 +363,8 @@ class _Handler(BaseHTTPRequestHandler):
             text = body.get("input", body.get("prompt", body.get("text", "")))
             if not isinstance(text, str):
                 return self._send_error(400, "'input' must be a string.")
+            if fake.tokenize_reply is not None:
+                return self._send_json(200, fake.tokenize_reply)
             n = len(text.split())
             return self._send_json(200, {"tokens": list(range(n)), "count": n})
         return self._send_error(404, f"Unknown endpoint: {method} {path}", code="not_found")
@@ -351,6 +398,12 @@ class _Handler(BaseHTTPRequestHandler):
         if script is None:
             return self._send_error(404, f"The model `{model}` does not exist",
                                     "invalid_request_error", "model_not_found")
+        if script.body is not None:
+            return self._send_raw(script.status, script.body.encode(), script.content_type)
+        if script.flood_bytes > 0:
+            return self._flood(script, bool(body.get("stream")))
+        if script.sse is not None and body.get("stream"):
+            return self._send_sse(script, t0)
         if script.status != 200:
             return self._send_error(script.status, retry_after=script.retry_after)
         seen_key = json.dumps(body.get("messages"), sort_keys=True)
@@ -410,6 +463,54 @@ class _Handler(BaseHTTPRequestHandler):
         if script.send_usage:
             resp["usage"] = usage
         self._send_json(200, resp)
+
+    # ---- hostile modes --------------------------------------------------------
+    def _send_raw(self, status: int, data: bytes, content_type: str):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_sse(self, script: Script, t0: float):
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        if script.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        sock = self.connection
+        for k, piece in enumerate(script.sse or []):
+            data = piece.encode()
+            self._sleep_until(t0 + script.ttft_s + k * script.itl_s)
+            if not data:
+                continue  # a zero-length chunk would end chunked framing
+            sock.sendall(b"%x\r\n%s\r\n" % (len(data), data) if script.chunked else data)
+        if script.chunked:
+            sock.sendall(b"0\r\n\r\n")
+
+    def _flood(self, script: Script, stream: bool):
+        self.close_connection = True
+        self.send_response(script.status)
+        self.send_header("Content-Type", "text/event-stream" if stream else script.content_type)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        n = script.flood_bytes
+        if not stream:
+            first, piece = b'{"choices": [', b"x" * n
+        elif script.flood_line:
+            first, piece = b"data: ", b"x" * n
+        else:
+            event = {"choices": [{"index": 0, "delta": {"content": "x" * n}, "finish_reason": None}]}
+            first, piece = b"", b"data: " + json.dumps(event).encode() + b"\n\n"
+        sock = self.connection
+        sock.sendall(first)
+        deadline = time.perf_counter() + script.flood_s
+        while time.perf_counter() < deadline:
+            if self.server.fake._stop_event.is_set():
+                raise _Stopped()
+            sock.sendall(piece)
 
     def _stream(self, script: Script, chunks, finish, usage, include_usage, cid, created, resolved, t0):
         self.close_connection = True
@@ -481,6 +582,8 @@ class FakeServer:
         self.requests: list[dict] = []
         self._seen_prompts: set[str] = set()
         self.down = False
+        self.redirects: dict[str, tuple[int, str]] = {}
+        self.tokenize_reply: Any = None
         self._ids = 0
         self._conns: set[socket.socket] = set()
         self._stop_event = threading.Event()
