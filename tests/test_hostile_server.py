@@ -362,6 +362,10 @@ def streams(draw):
     """(SSE pieces, expected error kind or None, max_tokens)."""
     max_tokens = draw(st.integers(1, 40))
     deltas = draw(st.lists(GOOD_DELTA, max_size=8))
+    # Within the output cap (4 x max_tokens content-bearing chunks): past it is a runaway, not a success.
+    texty = [i for i, d in enumerate(deltas) if d.get("content") or d.get("reasoning_content")]
+    for i in reversed(texty[4 * max_tokens:]):
+        del deltas[i]
     payloads = [json.dumps(delta(**d)) for d in deltas]
     payloads.append(json.dumps(finish(draw(st.sampled_from(["stop", "length", "tool_calls"])))))
     has_text = any(d.get("content") or d.get("reasoning_content") for d in deltas)
