@@ -239,6 +239,48 @@ def _headers(client: openai.OpenAI, accept: str) -> dict[str, str]:
     return headers
 
 
+MAX_MODELS_BYTES = 4 << 20  # a /models answer larger than this is not a model list
+MAX_MODELS = 10_000
+
+
+@dataclass
+class ModelList:
+    status: int | None = None  # None: the server could not be reached
+    server: str | None = None  # its Server header, untrusted text (bounded)
+    ids: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def list_models(client: openai.OpenAI, timeout_s: float) -> ModelList:
+    """GET /models on the configured origin: bounded in size and time, never raises, follows no
+    redirect (a key goes nowhere else)."""
+    out = ModelList()
+    http = http_client(client)
+    try:
+        request = http.build_request("GET", str(client.base_url).rstrip("/") + "/models",
+                                     params=client.default_query or None,
+                                     headers=_headers(client, "application/json"), timeout=timeout_s)
+        response = http.send(request, stream=True, follow_redirects=False)
+        try:
+            out.status, out.server = response.status_code, excerpt(response.headers.get("server") or "") or None
+            if response.status_code != 200:
+                out.error = f"GET /models answered HTTP {response.status_code}"
+                return out
+            body = read_bounded(response, MAX_MODELS_BYTES, time.perf_counter_ns() + int(timeout_s * 1e9))
+        finally:
+            response.close()
+        data = json.loads(body)
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise ValueError("no 'data' list")
+        out.ids = sorted({m["id"][:200] for m in items[:MAX_MODELS] if isinstance(m, dict) and isinstance(m.get("id"), str)})
+    except _http_errors(client) as e:
+        out.status, out.error = None, f"{type(e).__name__}: {excerpt(str(e))}"
+    except (ResponseError, ValueError, RecursionError) as e:
+        out.error = f"GET /models returned something unexpected: {excerpt(str(e))}"
+    return out
+
+
 def _send(client: openai.OpenAI, body: dict, accept: str, read_s: float, dog: _Watchdog) -> tuple[int, Any]:
     """Send one chat request on the openai client's pool; (t0 in perf_counter_ns, response with
     headers read and body unread). t0 is taken once the request is built, right before sending."""

@@ -18,7 +18,7 @@ import openai
 import psutil
 
 import bench
-from bench.client import RequestOptions, TokenCounter, make_client, run_request
+from bench.client import RequestOptions, TokenCounter, list_models, make_client, run_request
 from bench import local
 from bench.config import Endpoint, Model, Plan, Prompt, plan_from_snapshot, rebind, redact_url
 from bench.errors import BenchError, ResultsError
@@ -68,25 +68,16 @@ class Outcome:
 
 
 def probe_endpoint(name: str, endpoint: Endpoint, client: openai.OpenAI, timeout_s: float = 10) -> EndpointInfo:
-    """GET /models: reachable? what does the server list? (never raises)"""
+    """GET /models: reachable? what does the server list? (never raises; bounded)"""
     info = EndpointInfo(name=name, base_url=redact_url(endpoint.base_url), reachable=False)
-    try:
-        raw = client.models.with_raw_response.list(timeout=timeout_s)
-        info.server = raw.headers.get("server")
-        page = raw.parse()
-        info.models = sorted(m.id for m in page.data)
-        info.reachable = True
-    except openai.APIStatusError as e:
-        # Reachable, but /models failed (some servers do not implement it).
-        info.reachable = e.status_code not in (502, 503, 504)
-        info.error = f"GET /models answered HTTP {e.status_code}"
-        info.server = e.response.headers.get("server") if e.response is not None else None
-    except openai.APIError as e:
-        cause = e.__cause__ or e
-        info.error = f"cannot reach {info.base_url}: {type(cause).__name__}: {str(cause)[:200]}"
-    except Exception as e:  # noqa: BLE001 - a malformed /models body must not stop the run
-        info.reachable = True
-        info.error = f"GET /models returned something unexpected: {str(e)[:200]}"
+    listed = list_models(client, timeout_s)
+    info.server, info.models = listed.server, listed.ids
+    if listed.status is None:
+        info.error = f"cannot reach {info.base_url}: {listed.error}"
+    else:
+        # Reachable, even when /models failed (some servers do not implement it), unless a gateway says not.
+        info.reachable = listed.status not in (502, 503, 504)
+        info.error = listed.error
     return info
 
 

@@ -457,3 +457,38 @@ def test_sse_parser_reads_the_same_events_however_the_bytes_are_split(events, eo
     for a, b in zip([0, *cuts], [*cuts, len(raw)]):
         got += parser.feed(raw[a:b])
     assert got == [(name or "message", "\n".join(lines)) for name, lines in events]
+
+
+def test_a_model_list_is_bounded_in_size_and_count():
+    """GET /models is read through the same bounded reader: a 5 MiB list is refused, not held."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from bench import runner
+
+    sizes = {"body": b""}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(sizes["body"])))
+            self.end_headers()
+            self.wfile.write(sizes["body"])
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        ep = Endpoint(name="x", base_url=f"http://127.0.0.1:{httpd.server_address[1]}/v1")
+        client = make_client(ep, {})
+        sizes["body"] = json.dumps({"data": [{"id": "m" * 100 + str(i)} for i in range(50_000)]}).encode()
+        info = runner.probe_endpoint("x", ep, client)
+        assert info.reachable and "unexpected" in info.error and "larger than" in info.error
+        sizes["body"] = json.dumps({"data": [{"id": f"m{i}"} for i in range(20_000)] + [{"id": 5}, "x"]}).encode()
+        info = runner.probe_endpoint("x", ep, client)
+        assert info.reachable and info.error is None and len(info.models) == 10_000
+    finally:
+        httpd.shutdown()
