@@ -402,13 +402,9 @@ def annotate(run_ref: str, results_dir: Path | None) -> None:
 def judge(run_ref: str, endpoint: str, judge_model: str, api_key_env: str, results_dir: Path | None,
           timeout: float, redo: bool) -> None:
     """Score every response of RUN with an LLM judge against the prompts' rubrics."""
-    from bench.config import Endpoint
     from bench.judge import judge_run
 
-    try:
-        ep = Endpoint(name="judge", base_url=endpoint, api_key_env=api_key_env)
-    except ValueError as e:
-        raise BenchError(f"--endpoint {endpoint!r}: {e}") from None
+    ep = config_mod.endpoint_from_url("judge", endpoint, api_key_env)
     path, writer = _load_for_update(run_ref, results_dir)
     summary = judge_run(writer, ep, judge_model, env=os.environ, timeout_s=timeout, redo=redo)
     for model in summary.skipped_self:

@@ -7,6 +7,7 @@ environment variable that carries them.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -47,10 +48,7 @@ class Endpoint(_Strict):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f"base_url must start with http:// or https://, got {v!r}")
-        base, sep, query = v.partition("?")
-        return base.rstrip("/") + sep + query
+        return check_base_url(v)
 
     @field_validator("api_key_env")
     @classmethod
@@ -175,13 +173,94 @@ class Plan:
 
 
 def redact_url(url: str) -> str:
-    """Drop user:password and the query string (where keys sometimes hide) from a URL."""
-    parts = urlsplit(url)
+    """Drop user:password, the query string and the fragment (where keys hide) from a URL.
+
+    Never raises, so a message about a malformed URL can show it too (through this only).
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return _redact_text(url)
+    if not parts.netloc:  # "user:pw@host/v1" has no "//": urlsplit reads "user" as the scheme
+        return _redact_text(url)
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    netloc = host + (f":{port}" if port else "")
+    return _printable(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
+
+
+def _redact_text(url: str) -> str:
+    """redact_url by hand, for what urlsplit refuses: keep scheme, host, a numeric port, path."""
+    text = re.split(r"[?#]", url, maxsplit=1)[0]
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    netloc, slash, path = rest.partition("/")
+    netloc = netloc.rpartition("@")[2]
+    host, colon, port = netloc.rpartition(":")
+    if colon and not port.isdigit() and not netloc.startswith("["):
+        netloc = host  # "http://user:pw/v1" (host forgotten): the "port" may be a password
+    return _printable(f"{scheme}{sep}{netloc}{slash}{path}")
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+URL_EXAMPLE = "http://HOST:PORT/v1"
+
+
+def check_base_url(url: str) -> str:
+    """``url`` without a trailing slash (before any query), or a ValueError that says what is
+    wrong and what to pass. Messages show the URL only through :func:`redact_url`."""
+    problem = _url_problem(url)
+    if problem:
+        raise ValueError(f"{redact_url(url)!r}: {problem}; pass a base URL like {URL_EXAMPLE}")
+    base, sep, query = url.partition("?")
+    return base.rstrip("/") + sep + query
+
+
+def _url_problem(url: str) -> str | None:
+    """What is wrong with an endpoint URL, or None. Nothing here reads ``.port`` unguarded:
+    urllib raises ValueError for a port it cannot parse."""
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "it contains a space or a control character"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _NOT_IPV6
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return "base_url must start with http:// or https://"
+    hostport = parts.netloc.rpartition("@")[2]
+    after_host = hostport.rpartition("]")[2]
+    port = after_host.rpartition(":")[2] if ":" in after_host else ""
+    if port and not port.isdigit():
+        return "the port is not a number"
+    if port and not 0 < int(port) < 65536:
+        return f"port {int(port)} is out of range (1-65535)"
+    host = parts.hostname or ""
+    if not host:
+        return "it has no host name"
+    if hostport.startswith("["):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return _NOT_IPV6
+    elif not host.isascii():
+        return "the host name is not ASCII: write it in its xn-- (punycode) form"
+    elif re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return "the host is not a valid IPv4 address"
+    elif not re.fullmatch(r"[a-z0-9._~%!$&'()*+,;=-]+", host):
+        return "the host name has characters a host name cannot have"
+    return None
+
+
+_NOT_IPV6 = "the host is not a valid IPv6 address (write one like http://[::1]:8080/v1)"
 
 
 # ----------------------------------------------------------------------------- loading YAML
@@ -383,6 +462,16 @@ def default_prompts() -> list[Prompt]:
 # ----------------------------------------------------------------------------- overrides
 
 
+def endpoint_from_url(name: str, url: str, api_key_env: str = DEFAULT_KEY_ENV, *,
+                      source: str = "--endpoint") -> Endpoint:
+    """An endpoint from a URL given by a flag or the environment (``source`` names it)."""
+    try:
+        return Endpoint(name=name, base_url=url, api_key_env=api_key_env)
+    except ValidationError as e:
+        # Only the validator's message: pydantic's own text would repeat the input, secrets and all.
+        raise ConfigError(f"{source}: {_msg(e.errors()[0])}") from None
+
+
 def _env_bool(env: Mapping[str, str], name: str) -> bool | None:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -440,10 +529,8 @@ def resolve(
         raise ConfigError(f"{path}: two endpoints share a name: give each a unique name")
     if url:
         key_env = cfg.endpoints[0].api_key_env if cfg.endpoints else DEFAULT_KEY_ENV
-        try:
-            endpoints = {"default": Endpoint(name="default", base_url=url, api_key_env=key_env)}
-        except ValidationError as e:
-            raise ConfigError(f"endpoint {url!r}: {_msg(e.errors()[0])}") from None
+        source = "--endpoint" if endpoint else "FOUNDRY_LOCAL_ENDPOINT or OPENAI_BASE_URL"
+        endpoints = {"default": endpoint_from_url("default", url, key_env, source=source)}
     # Models
     names = pick("models", _split_names(models), _split_names(env.get("BENCH_MODELS")), None)
     by_key = {m.key: m for m in cfg.models}
@@ -555,7 +642,7 @@ def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path, endpoint:
                 "bench never stores: resume with --endpoint URL (or OPENAI_BASE_URL) to give it again")
         endpoints = {e["name"]: Endpoint.model_validate(e) for e in stored}
         if endpoint:
-            endpoints = {n: e.model_copy(update={"base_url": endpoint.rstrip("/")}) for n, e in endpoints.items()}
+            endpoints = {n: endpoint_from_url(n, endpoint, e.api_key_env) for n, e in endpoints.items()}
         return Plan(
             endpoints=endpoints,
             models=[Model.model_validate(m) for m in snapshot["models"]],
@@ -572,7 +659,11 @@ def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path, endpoint:
             overrides=dict(snapshot.get("overrides") or {}),
             embedded=Embedded.model_validate(snapshot.get("embedded") or {}),
         )
-    except (KeyError, TypeError, ValueError, ValidationError) as e:
+    except ValidationError as e:  # its text would repeat the stored values: show only what is wrong
+        first = e.errors()[0]
+        raise ConfigError(f"the run file's config snapshot is invalid ({'.'.join(map(str, first['loc']))}: "
+                          f"{_msg(first)}); start a new run") from None
+    except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"the run file's config snapshot is incomplete or invalid ({e}); start a new run") from None
 
 
