@@ -272,14 +272,29 @@ def _yaml() -> YAML:
     return y
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML (or JSON) file; errors name file:line and say what to fix."""
+def read_text(path: Path, what: str = "file") -> str:
+    """A UTF-8 file's text (a BOM is dropped); every way reading fails is a ConfigError naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
+        raise ConfigError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory: pass the path of a {what}") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied: make it readable (chmod u+r) or pass another {what}") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read it ({e.strerror})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}): "
+                          "save the file as UTF-8") from None
+
+
+def read_yaml(path: Path, what: str = "file") -> Any:
+    """Parse a YAML (or JSON) file; errors name file:line and say what to fix."""
+    text = read_text(path, what)
     try:
         return _yaml().load(text)
     except MarkedYAMLError as e:
@@ -353,7 +368,7 @@ def _load_config(path: Path | None) -> tuple[Config, Path | None, Any]:
     """load_config plus the parsed YAML (its nodes know their line numbers, for later errors)."""
     if path is None:
         candidate = Path(DEFAULT_CONFIG_NAME)
-        if not candidate.is_file():
+        if not candidate.exists():  # a directory or an unreadable file there is an error, not "no config"
             return Config(), None, None
         path = candidate
     data = read_yaml(path)
@@ -394,7 +409,7 @@ def normalize_prompts(items: Any, source: str, data: Any = None) -> list[Prompt]
     if not isinstance(items, list) or not items:
         raise ConfigError(
             f"{source}: prompts must be a non-empty list of strings or of objects with 'text' "
-            "(and optional 'id', 'rubric')"
+            f"(and optional 'id', 'rubric'); got {_kind(items)}"
         )
     taken: set[str] = set()
     out: list[Prompt] = []
@@ -438,16 +453,32 @@ def normalize_prompts(items: Any, source: str, data: Any = None) -> list[Prompt]
     return out
 
 
+def _kind(value: Any) -> str:
+    """What a parsed value is, in words, for messages."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an empty list" if not value else "a list"
+    return type(value).__name__
+
+
 def load_prompts_file(path: Path) -> list[Prompt]:
     if path.suffix.lower() == ".json":
+        text = read_text(path, "prompts file")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such prompts file") from None
+            data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
     else:
-        data = read_yaml(path)
+        data = read_yaml(path, "prompts file")
     return normalize_prompts(data, str(path), data)
 
 

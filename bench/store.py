@@ -46,6 +46,9 @@ def run_path(results_dir: Path, run_id: str) -> Path:
 
 
 def ensure_writable(results_dir: Path) -> None:
+    if results_dir.exists() and not results_dir.is_dir():
+        raise ResultsError(f"{results_dir} is a file, not a folder: pass --results-dir DIR or set "
+                           "BENCH_RESULTS_DIR to a folder for run files")
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=results_dir, prefix=".probe-")

@@ -6,6 +6,7 @@ The real CLI runs in-process (CliRunner with catch_exceptions=False): a tracebac
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,82 @@ def test_redact_url_never_raises_and_never_shows_secrets():
         shown = redact_url(url)
         assert CANARY not in shown and "user" not in shown, shown
     assert redact_url(f"http://u:{CANARY}@Host:8080/v1?k={CANARY}#{CANARY}") == "http://host:8080/v1"
+
+
+# ----------------------------------------------------------------------------- files
+
+ENDPOINT = ["--endpoint", "http://127.0.0.1:9/v1", "--models", "m", "-q"]
+NOT_UTF8 = b"rounds: 2\n# caf\xe9 in Latin-1\n"
+
+
+def test_non_utf8_bench_yaml_names_file_and_line():
+    Path("latin1.yaml").write_bytes(NOT_UTF8)
+    line = one_error_line(cli("collect", "--config", "latin1.yaml", *ENDPOINT), 2)
+    assert "latin1.yaml:2: not UTF-8" in line and "save the file as UTF-8" in line, line
+    Path("bench.yaml").write_bytes(NOT_UTF8)  # found on its own, without --config
+    assert "bench.yaml:2: not UTF-8" in one_error_line(cli("collect", *ENDPOINT), 2)
+
+
+@pytest.mark.parametrize("name,content", [
+    ("p.yaml", b"- one\n- caf\xe9\n"),
+    ("p.json", b'["one",\n "caf\xe9"]'),
+])
+def test_non_utf8_prompts_file_names_file_and_line(name, content):
+    Path(name).write_bytes(content)
+    line = one_error_line(cli("collect", "--prompts", name, *ENDPOINT), 2)
+    assert f"{name}:2: not UTF-8" in line, line
+
+
+def test_utf8_bom_is_accepted():
+    Path("p.json").write_bytes(b'\xef\xbb\xbf["hello"]')
+    from bench.config import load_prompts_file
+
+    assert [p.text for p in load_prompts_file(Path("p.json"))] == ["hello"]
+
+
+@pytest.mark.parametrize("name", ["x.json", "x.yaml"])
+def test_directory_as_prompts_file(name):
+    Path(name).mkdir()
+    line = one_error_line(cli("collect", "--prompts", name, *ENDPOINT), 2)
+    assert f"{name} is a directory" in line and "prompts file" in line, line
+
+
+@pytest.mark.parametrize("name,content,got", [
+    ("p.yaml", "a: 1\nb: 2\n", "a mapping"),
+    ("p.yaml", "42\n", "a number"),
+    ("p.yaml", "", "nothing"),
+    ("p.json", '{"prompts": ["a"]}', "a mapping"),
+    ("p.json", "3.5", "a number"),
+    ("p.json", '"just text"', "a string"),
+])
+def test_prompts_file_that_is_not_a_list(name, content, got):
+    Path(name).write_text(content)
+    line = one_error_line(cli("collect", "--prompts", name, *ENDPOINT), 2)
+    assert "must be a non-empty list" in line and f"got {got}" in line, line
+
+
+def test_bench_yaml_that_is_a_directory():
+    Path("conf.yaml").mkdir()
+    assert "conf.yaml is a directory" in one_error_line(cli("collect", "--config", "conf.yaml", *ENDPOINT), 2)
+    # ./bench.yaml is read when present: a directory there is an error, not silently no config.
+    Path("bench.yaml").mkdir()
+    assert "bench.yaml is a directory" in one_error_line(cli("collect", *ENDPOINT), 2)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_bench_yaml():
+    Path("bench.yaml").write_text("rounds: 1\n")
+    Path("bench.yaml").chmod(0)
+    line = one_error_line(cli("collect", *ENDPOINT), 2)
+    assert "bench.yaml: permission denied" in line, line
+
+
+def test_results_dir_that_is_a_file():
+    Path("taken").write_text("not a folder\n")
+    line = one_error_line(cli("collect", "--results-dir", "taken", *ENDPOINT), 1)
+    assert "taken is a file, not a folder" in line and "--results-dir" in line, line
+    line = one_error_line(cli("collect", "--results-dir", "taken/sub", *ENDPOINT), 1)
+    assert "taken/sub" in line and "--results-dir" in line, line
+    line = one_error_line(cli("collect", *ENDPOINT, env={"BENCH_RESULTS_DIR": "taken"}), 1)
+    assert "taken is a file, not a folder" in line, line
+    assert Path("taken").read_text() == "not a folder\n"
