@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -281,6 +282,7 @@ def models(config_path: Path | None, endpoint: str | None, models: str | None, t
     """Validation checklist: is each endpoint reachable, what does it list, does each model answer?"""
     from bench.probe import checklist
 
+    config_mod.check_seconds("--timeout", timeout)
     plan = config_mod.resolve(config_path, env=os.environ, endpoint=endpoint, models=models, require_endpoint=False)
     if not plan.endpoints:
         raise BenchError("no endpoint to check: pass --endpoint http://HOST:PORT/v1 or list endpoints in bench.yaml")
@@ -405,6 +407,7 @@ def judge(run_ref: str, endpoint: str, judge_model: str, api_key_env: str, resul
     from bench.judge import judge_run
 
     ep = config_mod.endpoint_from_url("judge", endpoint, api_key_env)
+    config_mod.check_seconds("--timeout", timeout)
     path, writer = _load_for_update(run_ref, results_dir)
     summary = judge_run(writer, ep, judge_model, env=os.environ, timeout_s=timeout, redo=redo)
     for model in summary.skipped_self:
@@ -435,7 +438,7 @@ def diff_cmd(a: str | None, b: str | None, results_dir: Path | None, by_prompt: 
     from bench import compare
 
     rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
-    if threshold <= 0:
+    if not (math.isfinite(threshold) and threshold > 0):
         raise BenchError("--threshold must be a positive fraction, e.g. 0.05 for 5%")
     if a is None:
         a, b = compare.latest_comparable_pair(rdir, cross_machine)

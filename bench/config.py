@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -93,7 +94,7 @@ class Prompt(_Strict):
 
 class Generation(_Strict):
     max_tokens: int = Field(150, ge=1)
-    temperature: float = Field(0.0, ge=0)
+    temperature: float = Field(0.0, ge=0, allow_inf_nan=False)
     seed: int | None = 42
     stream: bool = True
 
@@ -113,8 +114,8 @@ class Config(_Strict):
     generation: Generation = Field(default_factory=Generation)
     rounds: int = Field(3, ge=1)
     warmup: int = Field(1, ge=0)
-    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0)
-    stall_timeout_s: float = Field(DEFAULT_STALL_TIMEOUT_S, gt=0)
+    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0, allow_inf_nan=False)
+    stall_timeout_s: float = Field(DEFAULT_STALL_TIMEOUT_S, gt=0, allow_inf_nan=False)
     retries: int = Field(3, ge=0)
     max_consecutive_failures: int = Field(3, ge=1)
     results_dir: str = "results"
@@ -493,6 +494,37 @@ def default_prompts() -> list[Prompt]:
 # ----------------------------------------------------------------------------- overrides
 
 
+# A run larger than this is a typo (--rounds 1000000000), not a benchmark: at 0.1 s a request,
+# a million requests take more than a day. The runner lists a run's cells up front.
+MAX_REQUESTS = 1_000_000
+
+
+def check_seconds(flag: str, value: Any) -> float:
+    """A timeout: a positive, finite number of seconds (nan and inf never time out)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{flag} must be a positive, finite number of seconds (got {value})")
+    return float(value)
+
+
+def check_numbers(*, rounds: int, warmup: int, timeout: float, stall_timeout: float, max_tokens: int) -> None:
+    """The run's numbers from flags (bench.yaml's are checked by the model), naming the flag."""
+    check_seconds("--timeout", timeout)
+    check_seconds("--stall-timeout", stall_timeout)
+    for flag, value, low in (("--rounds", rounds, 1), ("--warmup", warmup, 0), ("--max-tokens", max_tokens, 1)):
+        if value < low:
+            raise ConfigError(f"{flag} must be at least {low} (got {value})")
+
+
+def check_matrix(models: int, prompts: int, rounds: int, warmup: int) -> None:
+    """Refuse a matrix too large to run before anything builds it."""
+    total = models * (warmup + rounds * prompts)
+    if total > MAX_REQUESTS:
+        raise ConfigError(
+            f"the matrix would make {total:,} requests ({models} model(s) x ({warmup:,} warmup + {prompts} "
+            f"prompt(s) x {rounds:,} round(s))), over bench's limit of {MAX_REQUESTS:,} per run: "
+            "lower --rounds or --warmup (rounds:, warmup: in bench.yaml), or split the run")
+
+
 def endpoint_from_url(name: str, url: str, api_key_env: str = DEFAULT_KEY_ENV, *,
                       source: str = "--endpoint") -> Endpoint:
     """An endpoint from a URL given by a flag or the environment (``source`` names it)."""
@@ -622,21 +654,13 @@ def resolve(
     gen = cfg.generation
     stream_v = pick("stream", stream, _env_bool(env, "BENCH_STREAM"), gen.stream)
     tokens_v = pick("max_tokens", max_tokens, None, gen.max_tokens)
-    try:
-        gen = Generation(max_tokens=tokens_v, temperature=gen.temperature, seed=gen.seed, stream=stream_v)
-    except ValidationError as e:
-        raise ConfigError(f"max tokens: {_msg(e.errors()[0])}") from None
-
     rounds_v = pick("rounds", rounds, None, cfg.rounds)
     warmup_v = pick("warmup", warmup, None, cfg.warmup)
     timeout_v = pick("timeout_s", timeout, None, cfg.timeout_s)
     stall_v = pick("stall_timeout_s", stall_timeout, None, cfg.stall_timeout_s)
-    if rounds_v < 1:
-        raise ConfigError(f"rounds must be at least 1 (got {rounds_v})")
-    if warmup_v < 0:
-        raise ConfigError(f"warmup must be 0 or more (got {warmup_v})")
-    if timeout_v <= 0 or stall_v <= 0:
-        raise ConfigError("timeouts must be positive numbers of seconds")
+    check_numbers(rounds=rounds_v, warmup=warmup_v, timeout=timeout_v, stall_timeout=stall_v, max_tokens=tokens_v)
+    check_matrix(len(resolved_models), len(prompt_list), rounds_v, warmup_v)
+    gen = Generation(max_tokens=tokens_v, temperature=gen.temperature, seed=gen.seed, stream=stream_v)
     rdir = pick("results_dir", results_dir, env.get("BENCH_RESULTS_DIR") or None, None)
     if rdir is None:
         rdir = Path(cfg.results_dir)
@@ -674,7 +698,7 @@ def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path, endpoint:
         endpoints = {e["name"]: Endpoint.model_validate(e) for e in stored}
         if endpoint:
             endpoints = {n: endpoint_from_url(n, endpoint, e.api_key_env) for n, e in endpoints.items()}
-        return Plan(
+        return _check_stored(Plan(
             endpoints=endpoints,
             models=[Model.model_validate(m) for m in snapshot["models"]],
             prompts=[Prompt.model_validate(p) for p in snapshot["prompts"]],
@@ -689,13 +713,24 @@ def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path, endpoint:
             config_path=snapshot.get("config_path"),
             overrides=dict(snapshot.get("overrides") or {}),
             embedded=Embedded.model_validate(snapshot.get("embedded") or {}),
-        )
+        ))
     except ValidationError as e:  # its text would repeat the stored values: show only what is wrong
         first = e.errors()[0]
         raise ConfigError(f"the run file's config snapshot is invalid ({'.'.join(map(str, first['loc']))}: "
                           f"{_msg(first)}); start a new run") from None
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"the run file's config snapshot is incomplete or invalid ({e}); start a new run") from None
+
+
+def _check_stored(plan: Plan) -> Plan:
+    """A run file is untrusted: the numbers it stores get the checks flags get."""
+    try:
+        check_numbers(rounds=plan.rounds, warmup=plan.warmup, timeout=plan.timeout_s,
+                      stall_timeout=plan.stall_timeout_s, max_tokens=plan.generation.max_tokens)
+        check_matrix(len(plan.models), len(plan.prompts), plan.rounds, plan.warmup)
+    except ConfigError as e:
+        raise ConfigError(f"the run file's config snapshot is invalid: {e}; start a new run") from None
+    return plan
 
 
 def load_profiles(config_path: Path | None = None) -> dict[str, Profile]:

@@ -174,3 +174,76 @@ def test_results_dir_that_is_a_file():
     line = one_error_line(cli("collect", *ENDPOINT, env={"BENCH_RESULTS_DIR": "taken"}), 1)
     assert "taken is a file, not a folder" in line, line
     assert Path("taken").read_text() == "not a folder\n"
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+@pytest.mark.parametrize("flag,value,expected", [
+    ("--timeout", "nan", "--timeout must be a positive, finite number of seconds (got nan)"),
+    ("--timeout", "inf", "--timeout must be a positive, finite number of seconds (got inf)"),
+    ("--timeout", "-1", "--timeout must be a positive, finite number of seconds"),
+    ("--stall-timeout", "nan", "--stall-timeout must be a positive, finite number of seconds (got nan)"),
+    ("--stall-timeout", "inf", "--stall-timeout must be a positive, finite number of seconds (got inf)"),
+    ("--max-tokens", "0", "--max-tokens must be at least 1 (got 0)"),
+    ("--max-tokens", "-5", "--max-tokens must be at least 1 (got -5)"),
+    ("--rounds", "-3", "--rounds must be at least 1 (got -3)"),
+    ("--warmup", "-1", "--warmup must be at least 0 (got -1)"),
+])
+def test_bad_number_flags(flag, value, expected):
+    line = one_error_line(cli("collect", *ENDPOINT, flag, value), 2)
+    assert expected in line, line
+    assert not Path("results").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("flag", ["--rounds", "--warmup"])
+def test_absurd_matrix_is_refused_before_it_is_built(flag, monkeypatch):
+    from bench import runner
+
+    def must_not_run(*a, **k):
+        raise AssertionError("the runner was reached")
+
+    monkeypatch.setattr(runner, "prepare", must_not_run)
+    line = one_error_line(cli("collect", *ENDPOINT, flag, "1000000000"), 2)
+    assert "would make" in line and "requests" in line and "limit of 1,000,000" in line, line
+    assert flag in line, line
+
+
+@pytest.mark.parametrize("yaml_line,expected", [
+    ("timeout_s: .nan", "timeout_s: Input should be a finite number"),
+    ("stall_timeout_s: .inf", "stall_timeout_s: Input should be a finite number"),
+    ("generation: {temperature: .inf}", "temperature: Input should be a finite number"),
+    ("rounds: 1000000000", "would make"),
+])
+def test_bad_numbers_in_bench_yaml(yaml_line, expected):
+    Path("bench.yaml").write_text(yaml_line + "\n")
+    line = one_error_line(cli("collect", *ENDPOINT), 2)
+    assert expected in line, line
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0"])
+def test_bad_timeout_of_models_and_judge(value, a_run, server):
+    line = one_error_line(cli("models", "--endpoint", server.url, "--timeout", value), 2)
+    assert "--timeout must be a positive, finite number of seconds" in line, line
+    line = one_error_line(cli("judge", "--endpoint", server.url, "--model", "j", "--timeout", value), 2)
+    assert "--timeout must be a positive, finite number of seconds" in line, line
+
+
+def test_bad_diff_threshold():
+    line = one_error_line(cli("diff", "a", "b", "--threshold", "nan"), 1)
+    assert "--threshold must be a positive fraction" in line, line
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("rounds", 10**9, "would make"),
+    ("timeout_s", float("nan"), "positive, finite number of seconds"),
+])
+def test_resume_refuses_an_absurd_stored_plan(a_run, server, key, value, expected):
+    import json
+
+    path = a_run.path
+    data = json.loads(path.read_text())
+    data["config"][key] = value
+    path.write_text(json.dumps(data))
+    line = one_error_line(cli("collect", "--resume", a_run.run.run_id, "--endpoint", server.url, "-q"), 2)
+    assert "config snapshot" in line and expected in line, line
