@@ -247,3 +247,66 @@ def test_resume_refuses_an_absurd_stored_plan(a_run, server, key, value, expecte
     path.write_text(json.dumps(data))
     line = one_error_line(cli("collect", "--resume", a_run.run.run_id, "--endpoint", server.url, "-q"), 2)
     assert "config snapshot" in line and expected in line, line
+
+
+# ----------------------------------------------------------------------------- a full disk
+
+
+@pytest.fixture
+def disk_full_after(monkeypatch):
+    """A full disk cannot be made in a test: os.fsync (which store.atomic_write calls once per
+    file written) raises ENOSPC from its Nth call on, as a full disk would."""
+    import errno
+
+    def install(n: int):
+        calls = {"n": 0}
+
+        def fsync(fd):
+            calls["n"] += 1
+            if calls["n"] >= n:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(os, "fsync", fsync)
+
+    return install
+
+
+def _three_prompts() -> list[str]:
+    Path("p.json").write_text('["one", "two", "three"]')
+    return ["--prompts", "p.json", "--rounds", "2", "--warmup", "0"]
+
+
+def test_disk_full_mid_run_keeps_every_saved_request(server, disk_full_after):
+    from bench import store
+
+    server.set_model("m", Script())
+    disk_full_after(4)  # 1: the run file with the probe, 2-3: two requests, 4: the third fails
+    r = cli("collect", "--endpoint", server.url, "--models", "m", "-q", *_three_prompts())
+    line = one_error_line(r, 1)
+    [path] = Path("results").glob("*.json")
+    assert "disk full" in line and str(path) in line, line
+    assert "2 measured requests" in line and f"bench collect --resume {path.stem}" in line, line
+    run = store.load_run(path)  # still a complete, valid file
+    assert len([s for s in run.samples if not s.warmup]) == 2
+    assert [p.name for p in Path("results").iterdir()] == [path.name]  # no temp file left
+
+
+def test_disk_full_before_the_first_save(server, disk_full_after):
+    server.set_model("m", Script())
+    disk_full_after(1)
+    r = cli("collect", "--endpoint", server.url, "--models", "m", "-q", *_three_prompts())
+    line = one_error_line(r, 1)
+    assert "disk full" in line and "nothing was measured yet" in line, line
+    assert list(Path("results").iterdir()) == []
+
+
+def test_disk_full_while_scoring_or_annotating(a_run, disk_full_after):
+    before = a_run.path.read_bytes()
+    measured = sum(1 for s in a_run.run.samples if not s.warmup)
+    disk_full_after(1)
+    line = one_error_line(cli("score", a_run.run.run_id), 1)
+    assert "disk full" in line and str(a_run.path) in line and f"{measured} measured requests" in line, line
+    assert a_run.path.read_bytes() == before
+    line = one_error_line(cli("annotate", a_run.run.run_id), 1)
+    assert "disk full" in line and "was not created" in line, line
+    assert sorted(p.suffix for p in Path("results").iterdir()) == [".json"]
