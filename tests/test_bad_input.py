@@ -88,6 +88,23 @@ def test_bad_url_in_bench_yaml_is_one_redacted_line(case):
         assert line.startswith("error: bench.yaml:3: endpoints.0.base_url:") and expected in line, line
 
 
+def test_valid_url_with_credentials_never_shows_them(server):
+    """The same canary in a URL that works, or points at a closed port: in no output, no file."""
+    server.set_model("m", Script())
+    good = server.url.replace("http://", f"http://user:{CANARY}@") + f"?api_key={CANARY}"
+    closed = f"http://user:{CANARY}@127.0.0.1:9/v1?api_key={CANARY}"
+    for url in (good, closed):
+        for args in (["collect", "--endpoint", url, "--models", "m,absent", "--rounds", "1", "-q"],
+                     ["models", "--endpoint", url, "--models", "m,absent"],
+                     ["judge", "--endpoint", url, "--model", "j"]):
+            r = cli(*args)
+            assert "Traceback" not in r.output and r.exit_code in (0, 1), r.output
+            no_canary(r)
+    assert list(Path("results").glob("*.json"))
+    for f in Path("results").iterdir():
+        assert CANARY not in f.read_text(), f
+
+
 def test_redact_url_never_raises_and_never_shows_secrets():
     from bench.config import redact_url
 
