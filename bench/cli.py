@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -298,6 +299,7 @@ def models(config_path: Path | None, endpoint: str | None, models: str | None, t
     """Validation checklist: is each endpoint reachable, what does it list, does each model answer?"""
     from bench.probe import checklist
 
+    config_mod.check_seconds("--timeout", timeout)
     plan = config_mod.resolve(config_path, env=os.environ, endpoint=endpoint, models=models, require_endpoint=False)
     if not plan.endpoints:
         raise BenchError("no endpoint to check: pass --endpoint http://HOST:PORT/v1 or list endpoints in bench.yaml")
@@ -371,30 +373,30 @@ def score(run_ref: str, results_dir: Path | None, prompts: Path | None) -> None:
     from bench.rubric import score as score_rubric
 
     path, writer = _load_for_update(run_ref, results_dir)
-    run = writer.run
-    source = {p["id"]: p.get("rubric") for p in run.workload.prompts}
-    if prompts:
-        source.update({p.id: p.rubric for p in config_mod.load_prompts_file(prompts)})
-    rubrics = {}
-    for pid, rub in source.items():
-        if rub:
-            try:
-                rubrics[pid] = parse_rubric(rub, f"rubric of prompt '{pid}'")
-            except ValueError as e:
-                raise BenchError(str(e)) from None
-    scored = 0
-    for s in run.samples:
-        if s.ok and s.prompt_id in rubrics:
-            s.rubric = score_rubric(rubrics[s.prompt_id], s.output)
-            scored += 1
-        elif s.ok:
-            s.rubric = None
-    if prompts:
-        for p in run.workload.prompts:  # keep the rubric used with the run (the workload hash ignores rubrics)
-            if p["id"] in source:
-                p["rubric"] = source[p["id"]]
-    writer.save()
-    writer.finish()
+    with writer:  # releases the run's lock, also when the save fails
+        run = writer.run
+        source = {p["id"]: p.get("rubric") for p in run.workload.prompts}
+        if prompts:
+            source.update({p.id: p.rubric for p in config_mod.load_prompts_file(prompts)})
+        rubrics = {}
+        for pid, rub in source.items():
+            if rub:
+                try:
+                    rubrics[pid] = parse_rubric(rub, f"rubric of prompt '{pid}'")
+                except ValueError as e:
+                    raise BenchError(str(e)) from None
+        scored = 0
+        for s in run.samples:
+            if s.ok and s.prompt_id in rubrics:
+                s.rubric = score_rubric(rubrics[s.prompt_id], s.output)
+                scored += 1
+            elif s.ok:
+                s.rubric = None
+        if prompts:
+            for p in run.workload.prompts:  # keep the rubric used with the run (the workload hash ignores rubrics)
+                if p["id"] in source:
+                    p["rubric"] = source[p["id"]]
+        writer.save()
     err.print(Text(f"scored {scored} responses of {run.run_id} against {len(rubrics)} rubric(s); wrote {path}"))
 
 
@@ -422,13 +424,10 @@ def annotate(run_ref: str, results_dir: Path | None) -> None:
 def judge(run_ref: str, endpoint: str, judge_model: str, api_key_env: str, results_dir: Path | None,
           timeout: float, redo: bool) -> None:
     """Score every response of RUN with an LLM judge against the prompts' rubrics."""
-    from bench.config import Endpoint
     from bench.judge import judge_run
 
-    try:
-        ep = Endpoint(name="judge", base_url=endpoint, api_key_env=api_key_env)
-    except ValueError as e:
-        raise BenchError(f"--endpoint {endpoint!r}: {e}") from None
+    ep = config_mod.endpoint_from_url("judge", endpoint, api_key_env)
+    config_mod.check_seconds("--timeout", timeout)
     path, writer = _load_for_update(run_ref, results_dir)
     with writer:
         summary = judge_run(writer, ep, judge_model, env=os.environ, timeout_s=timeout, redo=redo)
@@ -460,7 +459,7 @@ def diff_cmd(a: str | None, b: str | None, results_dir: Path | None, by_prompt: 
     from bench import compare
 
     rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
-    if threshold <= 0:
+    if not (math.isfinite(threshold) and threshold > 0):
         raise BenchError("--threshold must be a positive fraction, e.g. 0.05 for 5%")
     if a is None:
         a, b = compare.latest_comparable_pair(rdir, cross_machine)

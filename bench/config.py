@@ -8,7 +8,9 @@ environment variable that carries them.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -51,10 +53,7 @@ class Endpoint(_Strict):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f"base_url must start with http:// or https://, got {v!r}")
-        base, sep, query = v.partition("?")
-        return base.rstrip("/") + sep + query
+        return check_base_url(v)
 
     @field_validator("api_key_env")
     @classmethod
@@ -99,7 +98,7 @@ class Prompt(_Strict):
 
 class Generation(_Strict):
     max_tokens: int = Field(150, ge=1)
-    temperature: float = Field(0.0, ge=0)
+    temperature: float = Field(0.0, ge=0, allow_inf_nan=False)
     seed: int | None = 42
     stream: bool = True
 
@@ -129,8 +128,8 @@ class Config(_Strict):
     generation: Generation = Field(default_factory=Generation)
     rounds: int = Field(3, ge=1)
     warmup: int = Field(1, ge=0)
-    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0)
-    stall_timeout_s: float = Field(DEFAULT_STALL_TIMEOUT_S, gt=0)
+    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0, allow_inf_nan=False)
+    stall_timeout_s: float = Field(DEFAULT_STALL_TIMEOUT_S, gt=0, allow_inf_nan=False)
     retries: int = Field(3, ge=0)
     max_consecutive_failures: int = Field(3, ge=1)
     results_dir: str = "results"
@@ -195,13 +194,94 @@ class Plan:
 
 
 def redact_url(url: str) -> str:
-    """Drop user:password and the query string (where keys sometimes hide) from a URL."""
-    parts = urlsplit(url)
+    """Drop user:password, the query string and the fragment (where keys hide) from a URL.
+
+    Never raises, so a message about a malformed URL can show it too (through this only).
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return _redact_text(url)
+    if not parts.netloc:  # "user:pw@host/v1" has no "//": urlsplit reads "user" as the scheme
+        return _redact_text(url)
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    netloc = host + (f":{port}" if port else "")
+    return _printable(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
+
+
+def _redact_text(url: str) -> str:
+    """redact_url by hand, for what urlsplit refuses: keep scheme, host, a numeric port, path."""
+    text = re.split(r"[?#]", url, maxsplit=1)[0]
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    netloc, slash, path = rest.partition("/")
+    netloc = netloc.rpartition("@")[2]
+    host, colon, port = netloc.rpartition(":")
+    if colon and not port.isdigit() and not netloc.startswith("["):
+        netloc = host  # "http://user:pw/v1" (host forgotten): the "port" may be a password
+    return _printable(f"{scheme}{sep}{netloc}{slash}{path}")
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+URL_EXAMPLE = "http://HOST:PORT/v1"
+
+
+def check_base_url(url: str) -> str:
+    """``url`` without a trailing slash (before any query), or a ValueError that says what is
+    wrong and what to pass. Messages show the URL only through :func:`redact_url`."""
+    problem = _url_problem(url)
+    if problem:
+        raise ValueError(f"{redact_url(url)!r}: {problem}; pass a base URL like {URL_EXAMPLE}")
+    base, sep, query = url.partition("?")
+    return base.rstrip("/") + sep + query
+
+
+def _url_problem(url: str) -> str | None:
+    """What is wrong with an endpoint URL, or None. Nothing here reads ``.port`` unguarded:
+    urllib raises ValueError for a port it cannot parse."""
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "it contains a space or a control character"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _NOT_IPV6
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return "base_url must start with http:// or https://"
+    hostport = parts.netloc.rpartition("@")[2]
+    after_host = hostport.rpartition("]")[2]
+    port = after_host.rpartition(":")[2] if ":" in after_host else ""
+    if port and not port.isdigit():
+        return "the port is not a number"
+    if port and not 0 < int(port) < 65536:
+        return f"port {int(port)} is out of range (1-65535)"
+    host = parts.hostname or ""
+    if not host:
+        return "it has no host name"
+    if hostport.startswith("["):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return _NOT_IPV6
+    elif not host.isascii():
+        return "the host name is not ASCII: write it in its xn-- (punycode) form"
+    elif re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return "the host is not a valid IPv4 address"
+    elif not re.fullmatch(r"[a-z0-9._~%!$&'()*+,;=-]+", host):
+        return "the host name has characters a host name cannot have"
+    return None
+
+
+_NOT_IPV6 = "the host is not a valid IPv6 address (write one like http://[::1]:8080/v1)"
 
 
 # ----------------------------------------------------------------------------- loading YAML
@@ -213,14 +293,29 @@ def _yaml() -> YAML:
     return y
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML (or JSON) file; errors name file:line and say what to fix."""
+def read_text(path: Path, what: str = "file") -> str:
+    """A UTF-8 file's text (a BOM is dropped); every way reading fails is a ConfigError naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
+        raise ConfigError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory: pass the path of a {what}") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied: make it readable (chmod u+r) or pass another {what}") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read it ({e.strerror})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}): "
+                          "save the file as UTF-8") from None
+
+
+def read_yaml(path: Path, what: str = "file") -> Any:
+    """Parse a YAML (or JSON) file; errors name file:line and say what to fix."""
+    text = read_text(path, what)
     try:
         return _yaml().load(text)
     except MarkedYAMLError as e:
@@ -294,7 +389,7 @@ def _load_config(path: Path | None) -> tuple[Config, Path | None, Any]:
     """load_config plus the parsed YAML (its nodes know their line numbers, for later errors)."""
     if path is None:
         candidate = Path(DEFAULT_CONFIG_NAME)
-        if not candidate.is_file():
+        if not candidate.exists():  # a directory or an unreadable file there is an error, not "no config"
             return Config(), None, None
         path = candidate
     data = read_yaml(path)
@@ -335,7 +430,7 @@ def normalize_prompts(items: Any, source: str, data: Any = None) -> list[Prompt]
     if not isinstance(items, list) or not items:
         raise ConfigError(
             f"{source}: prompts must be a non-empty list of strings or of objects with 'text' "
-            "(and optional 'id', 'rubric')"
+            f"(and optional 'id', 'rubric'); got {_kind(items)}"
         )
     taken: set[str] = set()
     out: list[Prompt] = []
@@ -379,16 +474,32 @@ def normalize_prompts(items: Any, source: str, data: Any = None) -> list[Prompt]
     return out
 
 
+def _kind(value: Any) -> str:
+    """What a parsed value is, in words, for messages."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an empty list" if not value else "a list"
+    return type(value).__name__
+
+
 def load_prompts_file(path: Path) -> list[Prompt]:
     if path.suffix.lower() == ".json":
+        text = read_text(path, "prompts file")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such prompts file") from None
+            data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
     else:
-        data = read_yaml(path)
+        data = read_yaml(path, "prompts file")
     return normalize_prompts(data, str(path), data)
 
 
@@ -401,6 +512,47 @@ def default_prompts() -> list[Prompt]:
 
 
 # ----------------------------------------------------------------------------- overrides
+
+
+# A run larger than this is a typo (--rounds 1000000000), not a benchmark: at 0.1 s a request,
+# a million requests take more than a day. The runner lists a run's cells up front.
+MAX_REQUESTS = 1_000_000
+
+
+def check_seconds(flag: str, value: Any) -> float:
+    """A timeout: a positive, finite number of seconds (nan and inf never time out)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{flag} must be a positive, finite number of seconds (got {value})")
+    return float(value)
+
+
+def check_numbers(*, rounds: int, warmup: int, timeout: float, stall_timeout: float, max_tokens: int) -> None:
+    """The run's numbers from flags (bench.yaml's are checked by the model), naming the flag."""
+    check_seconds("--timeout", timeout)
+    check_seconds("--stall-timeout", stall_timeout)
+    for flag, value, low in (("--rounds", rounds, 1), ("--warmup", warmup, 0), ("--max-tokens", max_tokens, 1)):
+        if value < low:
+            raise ConfigError(f"{flag} must be at least {low} (got {value})")
+
+
+def check_matrix(models: int, prompts: int, rounds: int, warmup: int) -> None:
+    """Refuse a matrix too large to run before anything builds it."""
+    total = models * (warmup + rounds * prompts)
+    if total > MAX_REQUESTS:
+        raise ConfigError(
+            f"the matrix would make {total:,} requests ({models} model(s) x ({warmup:,} warmup + {prompts} "
+            f"prompt(s) x {rounds:,} round(s))), over bench's limit of {MAX_REQUESTS:,} per run: "
+            "lower --rounds or --warmup (rounds:, warmup: in bench.yaml), or split the run")
+
+
+def endpoint_from_url(name: str, url: str, api_key_env: str = DEFAULT_KEY_ENV, *,
+                      source: str = "--endpoint") -> Endpoint:
+    """An endpoint from a URL given by a flag or the environment (``source`` names it)."""
+    try:
+        return Endpoint(name=name, base_url=url, api_key_env=api_key_env)
+    except ValidationError as e:
+        # Only the validator's message: pydantic's own text would repeat the input, secrets and all.
+        raise ConfigError(f"{source}: {_msg(e.errors()[0])}") from None
 
 
 def _env_bool(env: Mapping[str, str], name: str) -> bool | None:
@@ -461,10 +613,8 @@ def resolve(
         raise ConfigError(f"{path}: two endpoints share a name: give each a unique name")
     if url:
         key_env = cfg.endpoints[0].api_key_env if cfg.endpoints else DEFAULT_KEY_ENV
-        try:
-            endpoints = {"default": Endpoint(name="default", base_url=url, api_key_env=key_env)}
-        except ValidationError as e:
-            raise ConfigError(f"endpoint {url!r}: {_msg(e.errors()[0])}") from None
+        source = "--endpoint" if endpoint else "FOUNDRY_LOCAL_ENDPOINT or OPENAI_BASE_URL"
+        endpoints = {"default": endpoint_from_url("default", url, key_env, source=source)}
     # Models
     names = pick("models", _split_names(models), _split_names(env.get("BENCH_MODELS")), None)
     by_key = {m.key: m for m in cfg.models}
@@ -525,21 +675,13 @@ def resolve(
     gen = cfg.generation
     stream_v = pick("stream", stream, _env_bool(env, "BENCH_STREAM"), gen.stream)
     tokens_v = pick("max_tokens", max_tokens, None, gen.max_tokens)
-    try:
-        gen = Generation(max_tokens=tokens_v, temperature=gen.temperature, seed=gen.seed, stream=stream_v)
-    except ValidationError as e:
-        raise ConfigError(f"max tokens: {_msg(e.errors()[0])}") from None
-
     rounds_v = pick("rounds", rounds, None, cfg.rounds)
     warmup_v = pick("warmup", warmup, None, cfg.warmup)
     timeout_v = pick("timeout_s", timeout, None, cfg.timeout_s)
     stall_v = pick("stall_timeout_s", stall_timeout, None, cfg.stall_timeout_s)
-    if rounds_v < 1:
-        raise ConfigError(f"rounds must be at least 1 (got {rounds_v})")
-    if warmup_v < 0:
-        raise ConfigError(f"warmup must be 0 or more (got {warmup_v})")
-    if timeout_v <= 0 or stall_v <= 0:
-        raise ConfigError("timeouts must be positive numbers of seconds")
+    check_numbers(rounds=rounds_v, warmup=warmup_v, timeout=timeout_v, stall_timeout=stall_v, max_tokens=tokens_v)
+    check_matrix(len(resolved_models), len(prompt_list), rounds_v, warmup_v)
+    gen = Generation(max_tokens=tokens_v, temperature=gen.temperature, seed=gen.seed, stream=stream_v)
     rdir = pick("results_dir", results_dir, env.get("BENCH_RESULTS_DIR") or None, None)
     if rdir is None:
         rdir = Path(cfg.results_dir)
@@ -573,7 +715,7 @@ def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path) -> Plan:
         for e in snapshot["endpoints"]:
             e = {k: v for k, v in dict(e).items() if k != "url_redacted"}
             endpoints[str(e["name"])] = Endpoint.model_validate(e)
-        return Plan(
+        return _check_stored(Plan(
             endpoints=endpoints,
             models=[Model.model_validate(m) for m in snapshot["models"]],
             prompts=[Prompt.model_validate(p) for p in snapshot["prompts"]],
@@ -589,8 +731,12 @@ def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path) -> Plan:
             overrides=dict(snapshot.get("overrides") or {}),
             embedded=Embedded.model_validate(snapshot.get("embedded") or {}),
             prompt_cache=str(snapshot.get("prompt_cache") or "cold"),
-        )
-    except (KeyError, TypeError, ValueError, ValidationError) as e:
+        ))
+    except ValidationError as e:  # its text would repeat the stored values: show only what is wrong
+        first = e.errors()[0]
+        raise ConfigError(f"the run file's config snapshot is invalid ({'.'.join(map(str, first['loc']))}: "
+                          f"{_msg(first)}); start a new run") from None
+    except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"the run file's config snapshot is incomplete or invalid ({str(e)[:200]}); "
                           "start a new run") from None
 
@@ -620,6 +766,18 @@ def rebind(resumed: Plan, current: Plan | None) -> Plan:
             raise ConfigError(f"model '{m.key}': its file ({m.path}) comes from the run file; bench loads model "
                               "files only from your bench.yaml: add the model there to resume")
     return dataclasses.replace(resumed, endpoints=endpoints, notes=tuple(notes))
+
+
+
+def _check_stored(plan: Plan) -> Plan:
+    """A run file is untrusted: the numbers it stores get the checks flags get."""
+    try:
+        check_numbers(rounds=plan.rounds, warmup=plan.warmup, timeout=plan.timeout_s,
+                      stall_timeout=plan.stall_timeout_s, max_tokens=plan.generation.max_tokens)
+        check_matrix(len(plan.models), len(plan.prompts), plan.rounds, plan.warmup)
+    except ConfigError as e:
+        raise ConfigError(f"the run file's config snapshot is invalid: {e}; start a new run") from None
+    return plan
 
 
 def load_profiles(config_path: Path | None = None) -> dict[str, Profile]:

@@ -97,12 +97,8 @@ class Journal:
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
             self._fd = os.open(self.path, flags, 0o644)
         data = (_dump(record) + "\n").encode("utf-8")
-        try:
-            os.write(self._fd, data)
-            os.fsync(self._fd)
-        except OSError as e:
-            raise ResultsError(f"cannot append to {self.path} ({e.strerror}): free some space; everything "
-                               f"recorded before this request is kept there") from None
+        os.write(self._fd, data)
+        os.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -185,15 +181,13 @@ class RunWriter:
     annotate): every :meth:`save` rewrites the run file atomically. Holds the run's lock."""
 
     def __init__(self, path: Path, run: Run, *, new: bool, journal: bool = False, purpose: str = "bench"):
-        from bench.store import atomic_write, run_text
-
         self.path, self.run, self.journaled = path, run, journal
         self._finished = False
         self.lock = RunLock(path, purpose).acquire()
         self.journal = Journal(journal_path(path))
         try:
             if new:
-                atomic_write(path, run_text(run), exclusive=True)
+                self._write(exclusive=True, existed=False)
             elif journal:
                 self.fold()  # a resume starts from one folded file
         except BaseException:
@@ -201,27 +195,51 @@ class RunWriter:
             raise
 
     def add(self, sample: Sample) -> None:
-        self.run.samples.append(sample)
         if self.journaled:
-            self.journal.append({"sample": sample.model_dump(mode="json")})
+            self._append({"sample": sample.model_dump(mode="json")})
+            self.run.samples.append(sample)
         else:
+            self.run.samples.append(sample)
             self.save()
 
     def save(self) -> None:
         if not self.journaled:
             self.fold()
             return
-        self.journal.append({"state": {
+        self._append({"state": {
             "models": {k: v.model_dump(mode="json") for k, v in self.run.models.items()},
             "endpoints": [e.model_dump(mode="json") for e in self.run.endpoints],
             "status": self.run.status, "ended_at": self.run.ended_at,
         }})
 
-    def fold(self) -> None:
-        from bench.store import atomic_write, run_text
+    def _append(self, record: dict[str, Any]) -> None:
+        from bench.store import WriteError
 
+        try:
+            self.journal.append(record)
+        except OSError as e:
+            err = WriteError(self.journal.path, e, True)
+            n = sum(1 for s in self.run.samples if not s.warmup)
+            raise ResultsError(
+                f"{err.reason}: could not save to {self.journal.path}. {self.path} and that journal keep the "
+                f"{n} measured request{'s' if n != 1 else ''} saved before; only the request being saved now is "
+                f"missing. {err.advice.capitalize()}, then run: bench collect --resume {self.run.run_id}") from None
+
+    def _write(self, *, exclusive: bool = False, existed: bool = True) -> None:
+        from bench import store
+
+        try:
+            store.atomic_write(self.path, store.run_text(self.run), exclusive=exclusive)
+        except store.WriteError as e:
+            if self.journaled and existed:
+                raise ResultsError(f"{e.reason}: could not fold the run into {self.path}; every request is kept "
+                                   f"in {self.journal.path}. {e.advice.capitalize()}, then run: bench collect "
+                                   f"--resume {self.run.run_id}") from None
+            raise ResultsError(store._unsaved_message(self.path, self.run.run_id, e, existed)) from None
+
+    def fold(self) -> None:
         with _signals_deferred():
-            atomic_write(self.path, run_text(self.run))
+            self._write()
             self.journal.remove()
 
     def finish(self) -> None:

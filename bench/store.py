@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -50,6 +51,9 @@ def run_path(results_dir: Path, run_id: str) -> Path:
 
 
 def ensure_writable(results_dir: Path) -> None:
+    if results_dir.exists() and not results_dir.is_dir():
+        raise ResultsError(f"{results_dir} is a file, not a folder: pass --results-dir DIR or set "
+                           "BENCH_RESULTS_DIR to a folder for run files")
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=results_dir, prefix=".probe-")
@@ -63,7 +67,19 @@ def ensure_writable(results_dir: Path) -> None:
 
 
 def atomic_write(path: Path, text: str, *, exclusive: bool = False) -> None:
-    """Write via a temp file and rename (fsynced); ``exclusive`` refuses to replace an existing file."""
+    """Write via a temp file and rename (fsynced); ``exclusive`` refuses to replace an existing file.
+
+    Either the whole new text is in ``path`` or its old content is (no temp file is left); a
+    failed write (a full disk, say) raises :class:`WriteError`.
+    """
+    existed = path.exists()
+    try:
+        _write_then_rename(path, text, exclusive)
+    except OSError as e:
+        raise WriteError(path, e, existed) from None
+
+
+def _write_then_rename(path: Path, text: str, exclusive: bool) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -88,6 +104,36 @@ def atomic_write(path: Path, text: str, *, exclusive: bool = False) -> None:
 def run_text(run: Run) -> str:
     """A run file's text (never NaN or Infinity, which are not JSON)."""
     return json.dumps(run.model_dump(mode="json"), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+class WriteError(ResultsError):
+    """A file could not be written. ``reason`` and ``advice`` are short phrases for other messages."""
+
+    def __init__(self, path: Path, err: OSError, existed: bool):
+        full = err.errno in _DISK_FULL
+        self.reason = f"disk full ({err.strerror})" if full else f"cannot write ({err.strerror or err})"
+        self.advice = "free space on that disk" if full else "check that disk and the folder's permissions"
+        kept = "it keeps its previous content" if existed else "it was not created"
+        super().__init__(f"{self.reason}: could not write {path}; {kept}; {self.advice}, then run the command again")
+
+
+def _unsaved_message(path: Path, run_id: str, err: WriteError, existed: bool) -> str:
+    """What a failed run-file save lost, and what the file on disk still holds."""
+    if not existed:
+        return f"{err.reason}: could not create {path}; nothing was measured yet. {err.advice.capitalize()}, then run again"
+    try:
+        kept = load_run(path)
+        n = sum(1 for s in kept.samples if not s.warmup)
+        held = f"{n} measured request{'s' if n != 1 else ''}" + (
+            f" and {len(kept.judgements)} verdict(s)" if kept.judgements else "")
+    except ResultsError:
+        held = "its last complete save"
+    return (f"{err.reason}: could not save {path}. It still holds {held}, as last saved; only the result being "
+            f"saved now is missing, and running again redoes it. {err.advice.capitalize()}, then run the "
+            f"command again (a collect run continues with: bench collect --resume {run_id})")
 
 
 # ----------------------------------------------------------------------------- loading

@@ -151,6 +151,8 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[tuple[str, str]]:
         events: list[tuple[str, str]] = []
+        if not chunk:  # nothing new: a CR just before still waits for its LF
+            return events
         pos = 1 if self._after_cr and chunk[:1] == b"\n" else 0
         self._after_cr = False
         for m in _EOL.finditer(chunk, pos):

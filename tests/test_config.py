@@ -96,10 +96,10 @@ def test_unknown_top_level_key(tmp_path):
 
 
 @pytest.mark.parametrize("flag,value,message", [
-    ("rounds", 0, "rounds must be at least 1"),
-    ("warmup", -1, "warmup must be 0 or more"),
-    ("max_tokens", 0, "max tokens"),
-    ("timeout", 0, "timeouts must be positive"),
+    ("rounds", 0, "--rounds must be at least 1"),
+    ("warmup", -1, "--warmup must be at least 0"),
+    ("max_tokens", 0, "--max-tokens must be at least 1"),
+    ("timeout", 0, "--timeout must be a positive, finite number of seconds"),
 ])
 def test_bad_numbers(tmp_path, flag, value, message):
     with pytest.raises(ConfigError, match=message):

@@ -492,3 +492,10 @@ def test_a_model_list_is_bounded_in_size_and_count():
         assert info.reachable and info.error is None and len(info.models) == 10_000
     finally:
         httpd.shutdown()
+
+
+def test_an_empty_read_between_cr_and_lf_does_not_end_an_extra_line():
+    """Found by the fuzz test: httpx can hand over an empty read, which used to forget a pending CR."""
+    parser = SSEParser()
+    events = parser.feed(b"event: ping\r\ndata: x\r") + parser.feed(b"") + parser.feed(b"\n\r\n")
+    assert events == [("ping", "x")]
