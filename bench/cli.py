@@ -200,8 +200,8 @@ def _render_after_collect(results_dir: Path, quiet: bool) -> None:
     from bench.render import render
 
     report, problems = render(results_dir, DEFAULT_DOCS_DIR)
-    for p in problems:
-        err.print(Text(f"warning: {p.message}", style="yellow"))
+    for message in [p.message for p in problems] + report.warnings:
+        err.print(Text(f"warning: {message}", style="yellow"))
     if not quiet:
         err.print(Text(f"rendered {len(report.written)} changed page(s) into {DEFAULT_DOCS_DIR}/ "
                        "(mkdocs serve shows them)"))
@@ -219,8 +219,8 @@ def render(results_dir: Path | None, out: Path, config_path: Path | None, strict
 
     rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
     report, problems = do_render(rdir, out, config_mod.load_profiles(config_path))
-    for p in problems:
-        err.print(Text(f"warning: {p.message}", style="yellow"))
+    for message in [p.message for p in problems] + report.warnings:
+        err.print(Text(f"warning: {message}", style="yellow"))
     err.print(Text(f"{len(report.written)} page(s) written, {report.unchanged} unchanged, "
                    f"{len(report.removed)} removed in {out}/"))
     if strict and problems:
