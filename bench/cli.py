@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -265,7 +264,7 @@ def show(run_ref: str, results_dir: Path | None, as_json: bool) -> None:
                 for ms in stats.run_stats(run)
             },
         }
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        click.echo(store.json_text(payload))
         return
     out.print(summary_table(run))
     for line in failure_lines(run):
@@ -451,7 +450,7 @@ def diff_cmd(a: str | None, b: str | None, results_dir: Path | None, by_prompt: 
         reasons = "; ".join(sorted({f"{r.model}: {r.reason}" for r in d.rows})) or "no models in common"
         raise compare.CompareError(f"nothing comparable between {a} and {b}: {reasons}")
     if fmt == "json":
-        click.echo(json.dumps(d.as_dict(), indent=2, ensure_ascii=False))
+        click.echo(store.json_text(d.as_dict()))
     elif fmt == "md":
         click.echo(compare.diff_markdown(d), nl=False)
     else:

@@ -24,7 +24,7 @@ from markupsafe import Markup
 from bench import charts, quality, scoring
 from bench.schema import Run, schema_text
 from bench.stats import ModelStats, run_stats
-from bench.store import LoadProblem, load_all
+from bench.store import LoadProblem, finite, load_all
 
 REPORT_DIR = "report"  # generated pages live in <docs_dir>/report/ plus the generated <docs_dir>/index.md
 MARKER = ".bench-generated"
@@ -72,7 +72,7 @@ def code_block(text: Any, lang: str = "text", indent: int = 0) -> Markup:
 
 def json_for_script(data: Any) -> Markup:
     """JSON that is safe inside <script type="application/json">."""
-    s = json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+    s = json.dumps(finite(data), ensure_ascii=True, separators=(",", ":"), allow_nan=False)
     s = s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return Markup(s)
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import secrets
+import stat
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -81,6 +84,22 @@ def atomic_write(path: Path, text: str, *, exclusive: bool = False) -> None:
         raise
 
 
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def json_text(data: Any, indent: int | None = 2) -> str:
+    """JSON that bench prints or exports: valid everywhere (non-finite numbers become null)."""
+    return json.dumps(finite(data), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
 class RunWriter:
     """Writes a run file incrementally: every save is a complete, valid file (temp + rename)."""
 
@@ -90,7 +109,11 @@ class RunWriter:
         self._created = not new
 
     def save(self) -> None:
-        text = json.dumps(self.run.model_dump(mode="json"), indent=1, ensure_ascii=False) + "\n"
+        try:
+            text = json.dumps(self.run.model_dump(mode="json"), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+        except ValueError:
+            raise ResultsError(f"{self.path}: refusing to write NaN or Infinity into a results file (a bug in "
+                               "bench: please report it); the file was left as it was") from None
         atomic_write(self.path, text, exclusive=not self._created)
         self._created = True
 
@@ -100,7 +123,8 @@ class RunWriter:
 # Upgrades: _UPGRADES[n] turns a version-n dict into a version-(n+1) dict.
 def _upgrade_to_2(data: dict[str, Any]) -> dict[str, Any]:
     """Version 2 added rubric results per sample and LLM-judge verdicts per run."""
-    for s in data.get("samples") or []:
+    samples = data.get("samples")
+    for s in samples if isinstance(samples, list) else []:
         if isinstance(s, dict):
             s.setdefault("rubric", None)
     data.setdefault("judgements", [])
@@ -112,7 +136,7 @@ _UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_
 
 def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
     version = data.get("schema_version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ResultsError(f"{source}: not a bench results file (no integer schema_version)")
     if version > SCHEMA_VERSION:
         raise ResultsError(
@@ -126,26 +150,122 @@ def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
     return data
 
 
-def load_run(path: Path) -> Run:
+# Limits for files from results/ (or from git): bigger or deeper files are refused, never read whole.
+MAX_RESULTS_BYTES = 256 * 2**20  # a run of many thousands of requests is a few MB
+MAX_JSON_DEPTH = 64  # bench's own files nest about 8 deep
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number (NaN and Infinity are not valid JSON)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:24]} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > 20:
+        raise ValueError(f"integer {text[:24]}... is too large")
+    return int(text)
+
+
+def _too_deep(data: Any, limit: int) -> bool:
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+def parse_json(raw: bytes, source: str) -> Any:
+    """Strict, bounded JSON from an untrusted file: UTF-8, finite numbers, at most MAX_JSON_DEPTH deep."""
+    if len(raw) > MAX_RESULTS_BYTES:
+        raise ResultsError(f"{source}: larger than {MAX_RESULTS_BYTES // 2**20} MiB; not read (bench's limit)")
     try:
-        raw = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ResultsError(f"{source}: not a bench results file (binary, not UTF-8 text at byte {e.start})") from None
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int)
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{source}:{e.lineno}: corrupt results file (invalid JSON: {e.msg})") from None
+    except ValueError as e:
+        raise ResultsError(f"{source}: corrupt results file ({e})") from None
+    except RecursionError:
+        data = None
+    if data is None or _too_deep(data, MAX_JSON_DEPTH):
+        raise ResultsError(f"{source}: corrupt results file (nested deeper than {MAX_JSON_DEPTH} levels)")
+    return data
+
+
+def _check_samples(run: Run) -> str | None:
+    """What is impossible in a file bench wrote (None when nothing is)."""
+    for i, s in enumerate(run.samples):
+        if s.model not in run.models:
+            return f"samples[{i}] names model {s.model[:80]!r}, which is not in models"
+        times = [s.ttft_s, s.e2e_s, *s.itl_s, *(a.elapsed_s for a in s.attempts)]
+        if any(t is not None and t < 0 for t in times):
+            return f"samples[{i}] has a negative time"
+        if any(n is not None and n < 0 for n in (s.round, s.chunks, s.completion_tokens, s.prompt_tokens)):
+            return f"samples[{i}] has a negative count"
+    return None
+
+
+def _check_run(run: Run) -> str | None:
+    if not _RUN_ID.fullmatch(run.run_id):
+        return "run_id may only hold letters, digits, '.', '_' and '-'"
+    for i, p in enumerate(run.workload.prompts):
+        if not isinstance(p.get("id"), str) or not isinstance(p.get("text"), str):
+            return f"workload.prompts[{i}] needs a text 'id' and a text 'text'"
+        if not isinstance(p.get("rubric"), (dict, type(None))):
+            return f"workload.prompts[{i}].rubric is not an object"
+    return _check_samples(run)
+
+
+def parse_run(raw: bytes, source: str) -> Run:
+    """A Run from an untrusted file's bytes; any problem is a ResultsError naming ``source``."""
+    data = parse_json(raw, source)
+    if not isinstance(data, dict):
+        raise ResultsError(f"{source}: not a bench results file (top level is not an object)")
+    data = upgrade(data, source)
+    try:
+        run = Run.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ResultsError(f"{source}: invalid results file at {where}: {first['msg']}") from None
+    problem = _check_run(run)
+    if problem:
+        raise ResultsError(f"{source}: invalid results file: {problem}")
+    return run
+
+
+def read_bounded(path: Path, limit: int = MAX_RESULTS_BYTES) -> bytes:
+    """A regular file's bytes, refusing (ResultsError) anything bigger than ``limit``."""
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise ResultsError(f"{path}: not a regular file")
+        if st.st_size > limit:
+            raise ResultsError(f"{path}: larger than {limit // 2**20} MiB; not read (bench's limit)")
+        with open(path, "rb") as f:
+            return f.read(limit + 1)
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such results file") from None
     except OSError as e:
         raise ResultsError(f"{path}: cannot read it ({e.strerror})") from None
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ResultsError(f"{path}:{e.lineno}: corrupt results file (invalid JSON: {e.msg})") from None
-    if not isinstance(data, dict):
-        raise ResultsError(f"{path}: not a bench results file (top level is not an object)")
-    data = upgrade(data, str(path))
-    try:
-        return Run.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ResultsError(f"{path}: invalid results file at {where}: {first['msg']}") from None
+
+
+def load_run(path: Path) -> Run:
+    return parse_run(read_bounded(path), str(path))
 
 
 @dataclass(frozen=True)

@@ -145,3 +145,169 @@ def test_generated_pages_carry_a_generated_by_mark_and_stale_ones_are_still_remo
     a.unlink()
     report, _ = render(tmp_path / "results", docs)
     assert report.removed == [f"report/runs/{slug(a.stem)}.md"] and not page.exists()
+
+
+# ----------------------------------------------------------------------------- 2. one bad results file
+
+
+def _odd(name: str, data: dict) -> dict | bytes:
+    """A results file that is broken or schema-valid but odd, made from a valid run's data."""
+    data["run_id"] = f"20990101T000000.000Z-{name}"
+    s0 = data["samples"][0]
+    if name == "binary":
+        return b"\x00\xff\xfe\x89PNG\r\n" * 64
+    if name == "deep":
+        return ("[" * 100000 + "]" * 100000).encode()
+    if name == "deep-config":
+        data["config"]["x"] = json.loads("[" * 900 + "]" * 900)
+    elif name == "top-level-list":
+        return b"[1, 2, 3]"
+    elif name == "prompt-without-id":
+        del data["workload"]["prompts"][0]["id"]
+    elif name == "prompt-id-not-text":
+        data["workload"]["prompts"][0]["id"] = 5
+    elif name == "prompt-not-object":
+        data["workload"]["prompts"][0] = "just a string"
+    elif name == "no-models":
+        data["models"], data["samples"] = {}, []
+    elif name == "samples-of-unknown-models":
+        for s in data["samples"]:
+            s["model"] = "ghost"
+    elif name == "nan":
+        s0["e2e_s"] = float("nan")
+    elif name == "infinity":
+        s0["ttft_s"] = float("inf")
+    elif name == "overflowing-float":
+        return json.dumps(data).replace('"e2e_s": ', '"e2e_s": 1e999, "x_": ', 1).encode()
+    elif name == "huge-int":
+        s0["completion_tokens"] = 10**30
+    elif name == "very-long-int":
+        return json.dumps(data).replace('"round": 0', '"round": ' + "9" * 5000, 1).encode()
+    elif name == "negative-times":
+        s0["e2e_s"], s0["ttft_s"], s0["itl_s"] = -1.0, -5.0, [-1.0, 1e308]
+    elif name == "traversal-run-id":
+        data["run_id"] = "../../outside/x"
+    elif name == "duplicate-run-id":
+        data["run_id"] = "DUP"
+    return json.dumps(data).encode()
+
+
+ODD = ["binary", "deep", "deep-config", "top-level-list", "prompt-without-id", "prompt-id-not-text",
+       "prompt-not-object", "no-models", "samples-of-unknown-models", "nan", "infinity", "overflowing-float",
+       "huge-int", "very-long-int", "negative-times", "traversal-run-id", "duplicate-run-id"]
+
+
+def _strict_json(text: str):
+    def refuse(c):
+        raise ValueError(f"invalid JSON constant {c}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("name", ODD)
+def test_one_bad_results_file_never_blocks_any_command(server, tmp_path, name):
+    results = tmp_path / "results"
+    good = _run(server, results)
+    bad = results / f"odd-{name}.json"
+    bad.write_bytes(_odd(name, json.loads(good.read_text())))
+    if name == "duplicate-run-id":
+        (results / "odd-dup2.json").write_bytes(bad.read_bytes())
+    from bench.store import load_all
+
+    runs, problems = load_all(results)
+    assert good.stem in {r.run_id for r in runs}
+    for p in problems:
+        assert p.path.name.startswith("odd-") and p.path.name in p.message
+    report, _ = render(results, tmp_path / "docs")
+    assert (tmp_path / "docs" / "report" / "runs" / f"{slug(good.stem)}.md").exists()
+    for args in (["show", str(bad)], ["show", str(bad), "--json"], ["show", "latest", "--json"],
+                 ["export", str(bad), "-o", str(tmp_path / "r.md")],
+                 ["export", str(bad), "--format", "csv", "-o", str(tmp_path / "r.csv")],
+                 ["export", "latest", "-o", str(tmp_path / "l.md")],
+                 ["diff", str(good), str(bad), "--format", "json"], ["diff", str(bad), str(good)], ["diff"]):
+        r = cli(*args, "--results-dir", str(results)) if args[0] != "diff" or len(args) == 1 else cli(*args)
+        assert r.exit_code in (0, 1, 2), (args, r.output)
+        if r.exit_code == 0 and "--json" in args or "json" in args:
+            if r.exit_code == 0:
+                _strict_json(r.stdout)
+    assert not (tmp_path / "outside").exists()
+
+
+def test_a_results_file_over_the_size_limit_is_refused_without_reading_it(server, tmp_path):
+    from bench.store import MAX_RESULTS_BYTES, load_all
+
+    results = tmp_path / "results"
+    good = _run(server, results)
+    huge = results / "huge.json"
+    with open(huge, "wb") as f:
+        f.truncate(MAX_RESULTS_BYTES + 1)  # sparse: costs no disk
+    runs, problems = load_all(results)
+    assert [r.run_id for r in runs] == [good.stem]
+    assert len(problems) == 1 and "huge.json" in problems[0].message and "larger than" in problems[0].message
+    r = cli("show", str(huge))
+    assert r.exit_code == 1 and "larger than" in r.stderr
+
+
+def test_mkdocs_build_with_every_kind_of_bad_file_still_builds_and_names_them(server, tmp_path):
+    results = tmp_path / "results"
+    good = _run(server, results)
+    for name in ODD:
+        (results / f"odd-{name}.json").write_bytes(_odd(name, json.loads(good.read_text())))
+    project = project_copy(tmp_path / "proj", results)
+    r = mkdocs_build(project, strict=False)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert "odd-binary.json" in r.stderr and "odd-deep.json" in r.stderr
+    assert (project / "site" / "report" / "runs" / slug(good.stem) / "index.html").exists()
+    strict = mkdocs_build(project)
+    assert strict.returncode != 0 and "Traceback" not in strict.stderr
+
+
+# ----------------------------------------------------------------------------- 4. NaN and Infinity
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_nan_and_infinity_are_refused_on_load_naming_the_file(server, tmp_path, constant):
+    from bench.errors import ResultsError
+    from bench.store import load_run
+
+    good = _run(server, tmp_path / "results")
+    data = json.loads(good.read_text())
+    bad = tmp_path / "results" / "nan.json"
+    bad.write_text(json.dumps(data).replace('"e2e_s": ', f'"e2e_s": {constant}, "x": ', 1))
+    with pytest.raises(ResultsError, match=r"nan\.json: corrupt results file"):
+        load_run(bad)
+    r = cli("show", str(bad), "--json")
+    assert r.exit_code == 1 and r.stdout == "" and "nan.json" in r.stderr
+
+
+def test_bench_never_writes_nan_or_infinity(server, tmp_path):
+    from bench.errors import ResultsError
+    from bench.store import RunWriter, load_run
+
+    results = tmp_path / "results"
+    a, b = _run(server, results), _run(server, results)
+    r = cli("diff", str(a), str(b), "--format", "json")  # one request per side: no interval (was ±Infinity)
+    assert r.exit_code == 0, r.output
+    rows = _strict_json(r.stdout)["rows"]
+    assert rows and all(row["ci"] is None or None in row["ci"] for row in rows)
+    r = cli("show", str(b), "--json")
+    assert r.exit_code == 0
+    _strict_json(r.stdout)
+    run = load_run(b)
+    run.samples[0].e2e_s = float("nan")
+    before = b.read_bytes()
+    with pytest.raises(ResultsError, match="NaN or Infinity"):
+        RunWriter(b, run, new=False).save()
+    assert b.read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00binary", b"responses: " + b"[" * 5000, b"- a\n- b\n"])
+def test_a_bad_annotation_file_is_a_warning_not_a_crash(server, tmp_path, content):
+    from bench.quality import annotation_path
+
+    results = tmp_path / "results"
+    good = _run(server, results)
+    annotation_path(good).write_bytes(content)
+    report, problems = render(results, tmp_path / "docs")
+    assert [p.path.name for p in problems] == [annotation_path(good).name]
+    assert (tmp_path / "docs" / "report" / "runs" / f"{slug(good.stem)}.md").exists()
