@@ -262,6 +262,109 @@ def test_mkdocs_build_with_every_kind_of_bad_file_still_builds_and_names_them(se
     assert strict.returncode != 0 and "Traceback" not in strict.stderr
 
 
+# ----------------------------------------------------------------------------- 2b. property test
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_SCALARS = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+            | st.sampled_from([-1, 0, 2**64, -1e308, 1e-320, "", "../x", "NaN"]))
+_JSON = st.recursive(_SCALARS, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+                     max_leaves=12)
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    """A small valid run (two models, one failing; four prompts with rubrics; three rounds)."""
+    from tests.fake_server import FakeServer
+
+    results = tmp_path_factory.mktemp("base") / "results"
+    with FakeServer(tokenize=False) as srv:
+        srv.set_model("m", Script(tokens=["Local ", "inference ", "keeps ", "data ", "private. "]))
+        srv.set_model("bad", Script(status=500))
+        path = collect(srv, "m,bad", rounds=3, warmup=0, results_dir=results).path
+    return json.loads(path.read_text())
+
+
+def _paths(value, prefix=()):
+    yield prefix
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+    for k, v in items:
+        yield from _paths(v, (*prefix, k))
+
+
+@st.composite
+def _mutated(draw, base):
+    data = json.loads(json.dumps(base))
+    paths = list(_paths(data))[1:]
+    for _ in range(draw(st.integers(1, 4))):
+        path = draw(st.sampled_from(paths))
+        parent = data
+        try:
+            for k in path[:-1]:
+                parent = parent[k]
+            if draw(st.booleans()) and isinstance(parent, dict):
+                parent.pop(path[-1], None)
+            else:
+                parent[path[-1]] = draw(_JSON)
+        except (KeyError, IndexError, TypeError):
+            pass  # an earlier mutation removed or replaced this path
+    return data
+
+
+def _check_every_reader(results: Path, good_id: str, bad: Path) -> None:
+    from bench import compare, scoring
+    from bench.export import export_csv, export_markdown
+    from bench.render import build_pages
+    from bench.store import load_all, load_run
+
+    runs, problems = load_all(results)
+    assert good_id in {r.run_id for r in runs}
+    assert all(p.path == bad for p in problems)
+    pages = build_pages(runs, problems, scoring.DEFAULT_PROFILES)
+    assert f"report/runs/{slug(good_id)}.md" in pages
+    try:
+        run = load_run(bad)
+    except BenchError:
+        return
+    export_markdown(run, scoring.DEFAULT_PROFILES)
+    export_csv(run)
+    good = next(r for r in runs if r.run_id == good_id)
+    compare.diff(compare.Side("a", {m: good for m in good.models}), compare.Side("b", {m: run for m in run.models}))
+    r = cli("show", str(bad), "--json")
+    assert r.exit_code == 0, r.output
+    _strict_json(r.stdout)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_property_every_mutation_of_a_run_file_is_read_or_refused_never_a_crash(base_run, data, tmp_path_factory):
+    results = tmp_path_factory.mktemp("prop") / "results"
+    results.mkdir()
+    (results / f"{base_run['run_id']}.json").write_text(json.dumps(base_run))
+    bad = results / "zz-mutated.json"
+    mutated = data.draw(_mutated(base_run))
+    if isinstance(mutated, dict) and "run_id" in mutated:
+        mutated["run_id"] = "zz-mutated" if mutated["run_id"] == base_run["run_id"] else mutated["run_id"]
+    bad.write_text(json.dumps(mutated))
+    _check_every_reader(results, base_run["run_id"], bad)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shape=_JSON | st.fixed_dictionaries({"schema_version": st.sampled_from([1, 2, True, 2.0])}, optional={
+    k: _JSON for k in ("run_id", "status", "started_at", "machine", "models", "workload", "config", "samples")}),
+    raw=st.binary(max_size=64))
+def test_property_random_json_shapes_and_bytes_are_refused_never_a_crash(base_run, shape, raw, tmp_path_factory):
+    results = tmp_path_factory.mktemp("shape") / "results"
+    results.mkdir()
+    (results / f"{base_run['run_id']}.json").write_text(json.dumps(base_run))
+    bad = results / "zz-shape.json"
+    bad.write_text(json.dumps(shape))
+    _check_every_reader(results, base_run["run_id"], bad)
+    bad.write_bytes(raw)
+    _check_every_reader(results, base_run["run_id"], bad)
+
+
 # ----------------------------------------------------------------------------- 4. NaN and Infinity
 
 
