@@ -158,6 +158,7 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
     env = os.environ
     if resume:
         rdir = results_dir or Path(env.get("BENCH_RESULTS_DIR") or "results")
+        resume = str(_find_run(rdir, resume))
         endpoint = endpoint or env.get("FOUNDRY_LOCAL_ENDPOINT") or env.get("OPENAI_BASE_URL")
         plan, writer = runner.prepare(None, resume=resume, results_dir=rdir, endpoint_override=endpoint)
     else:
@@ -188,6 +189,15 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
 
 
 DEFAULT_DOCS_DIR = Path("site_src")
+
+
+def _find_run(results_dir: Path, ref: str) -> Path:
+    """store.find_run, warning about each file that 'latest' had to skip."""
+    problems: list[store.LoadProblem] = []
+    path = store.find_run(results_dir, ref, problems)
+    for p in problems:
+        err.print(Text(f"warning: skipped {p.message}", style="yellow"))
+    return path
 
 
 def _render_after_collect(results_dir: Path, quiet: bool) -> None:
@@ -236,7 +246,7 @@ def export(run_ref: str, results_dir: Path | None, fmt: str, output: Path | None
     from bench.export import export_csv, export_markdown
 
     rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
-    run = store.load_run(store.find_run(rdir, run_ref))
+    run = store.load_run(_find_run(rdir, run_ref))
     output = output or Path(f"benchmark_report.{fmt}")
     text = export_markdown(run, config_mod.load_profiles()) if fmt == "md" else export_csv(run)
     try:
@@ -253,7 +263,7 @@ def export(run_ref: str, results_dir: Path | None, fmt: str, output: Path | None
 def show(run_ref: str, results_dir: Path | None, as_json: bool) -> None:
     """Summarize one run per model: requests, TTFT, ITL, e2e, decode tokens/s."""
     rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
-    run = store.load_run(store.find_run(rdir, run_ref))
+    run = store.load_run(_find_run(rdir, run_ref))
     if as_json:
         payload = {
             "run_id": run.run_id,
@@ -337,7 +347,7 @@ def local_serve(config_path: Path | None, models: str | None) -> None:
 
 def _load_for_update(run_ref: str, results_dir: Path | None) -> tuple[Path, "store.RunWriter"]:
     rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
-    path = store.find_run(rdir, run_ref)
+    path = _find_run(rdir, run_ref)
     run = store.load_run(path)
     return path, store.RunWriter(path, run, new=False)
 

@@ -280,30 +280,53 @@ def list_run_files(results_dir: Path) -> list[Path]:
     return sorted(p for p in results_dir.glob("*.json") if not p.name.startswith("."))
 
 
-def load_all(results_dir: Path) -> tuple[list[Run], list[LoadProblem]]:
-    """Every readable run, oldest first, plus a problem per file that could not be read."""
-    runs, problems = [], []
+def _load_each(results_dir: Path) -> tuple[list[tuple[Path, Run]], list[LoadProblem]]:
+    loaded, problems = [], []
     for p in list_run_files(results_dir):
         try:
-            runs.append(load_run(p))
+            loaded.append((p, load_run(p)))
         except ResultsError as e:
             problems.append(LoadProblem(p, str(e)))
-    runs.sort(key=lambda r: r.run_id)
-    return runs, problems
+    return loaded, problems
 
 
-def find_run(results_dir: Path, ref: str) -> Path:
-    """A run id, 'latest', a unique id prefix, or a path to a results file."""
+def load_all(results_dir: Path) -> tuple[list[Run], list[LoadProblem]]:
+    """Every readable run, oldest first, plus a problem per file that could not be read."""
+    loaded, problems = _load_each(results_dir)
+    return sorted((run for _, run in loaded), key=lambda r: r.run_id), problems
+
+
+def _started(run: Run) -> datetime:
+    try:
+        t = datetime.fromisoformat(run.started_at.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def latest_run(results_dir: Path, problems: list[LoadProblem] | None = None) -> Path:
+    """The newest readable run by its recorded start time (ties: the larger run id); files that
+    cannot be read are skipped and added to ``problems``."""
+    loaded, skipped = _load_each(results_dir)
+    if problems is not None:
+        problems.extend(skipped)
+    if not loaded:
+        why = f" ({len(skipped)} file(s) could not be read)" if skipped else ""
+        raise ResultsError(f"no readable results in {results_dir}{why}: run `bench collect` first")
+    return max(loaded, key=lambda pr: (_started(pr[1]), pr[1].run_id))[0]
+
+
+def find_run(results_dir: Path, ref: str, problems: list[LoadProblem] | None = None) -> Path:
+    """A run id, 'latest', a unique id prefix, or a path to a results file. With 'latest', files
+    that cannot be read are skipped and added to ``problems``."""
     as_path = Path(ref)
-    if ref.endswith(".json") and as_path.is_file():
+    if ref.endswith(".json") and (as_path.is_file() or as_path.is_symlink()):
         return as_path
-    files = list_run_files(results_dir)
     if ref == "latest":
-        if not files:
-            raise ResultsError(f"no results in {results_dir}: run `bench collect` first")
-        return files[-1]
+        return latest_run(results_dir, problems)
+    files = list_run_files(results_dir)
     exact = results_dir / f"{ref}.json"
-    if exact.is_file():
+    if exact in files:
         return exact
     matches = [p for p in files if p.stem.startswith(ref)]
     if len(matches) == 1:

@@ -414,3 +414,53 @@ def test_a_bad_annotation_file_is_a_warning_not_a_crash(server, tmp_path, conten
     report, problems = render(results, tmp_path / "docs")
     assert [p.path.name for p in problems] == [annotation_path(good).name]
     assert (tmp_path / "docs" / "report" / "runs" / f"{slug(good.stem)}.md").exists()
+
+
+# ----------------------------------------------------------------------------- 3. 'latest'
+
+
+def _copy_run(src: Path, dest: Path, run_id: str, started_at: str, **changes) -> Path:
+    data = json.loads(src.read_text())
+    data.update(run_id=run_id, started_at=started_at, **changes)
+    dest.write_text(json.dumps(data))
+    return dest
+
+
+def test_latest_is_the_newest_readable_run_by_started_at_skipping_unreadable_files(server, tmp_path):
+    from bench.store import find_run
+
+    results = tmp_path / "results"
+    a = _run(server, results)
+    # File names sort the other way round from the recorded start times.
+    b = _copy_run(a, results / "000-b.json", "000-b", "2099-01-01T00:00:00.000Z")
+    c = _copy_run(a, results / "001-c.json", "001-c", "2099-01-01T00:00:00.000Z")  # a tie: the larger run id
+    _copy_run(a, results / "002-old.json", "002-old", "2000-01-01T00:00:00.000Z")
+    (results / "zzz-notes.json").write_text('{"hello": "not a run"}')
+    (results / "zzzz-future.json").write_text('{"schema_version": 999}')
+    r = cli("show", "latest", "--json", "--results-dir", str(results))
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["run_id"] == "001-c" and "zzz-notes.json" in r.stderr
+    problems = []
+    assert find_run(results, "latest", problems) == c
+    assert {p.path.name for p in problems} == {"zzz-notes.json", "zzzz-future.json"}
+    r = cli("export", "latest", "--results-dir", str(results), "-o", str(tmp_path / "x.md"))
+    assert r.exit_code == 0 and "001-c" in (tmp_path / "x.md").read_text()
+    c.unlink()
+    assert find_run(results, "latest") == b
+    for p in results.glob("*.json"):
+        if p != a:
+            p.unlink()
+    assert find_run(results, "latest") == a
+
+
+def test_resume_latest_skips_a_planted_newer_file(server, tmp_path):
+    results = tmp_path / "results"
+    a = _run(server, results)
+    data = json.loads(a.read_text())
+    data["status"], data["samples"] = "interrupted", data["samples"][:1]
+    a.write_text(json.dumps(data))
+    (results / "zzzz-planted.json").write_text('{"schema_version": 999}')
+    r = cli("collect", "--resume", "latest", "--endpoint", server.url, "--results-dir", str(results), "-q")
+    assert r.exit_code == 0, r.output
+    assert "zzzz-planted.json" in r.stderr
+    assert json.loads(a.read_text())["status"] == "complete"
