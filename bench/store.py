@@ -265,6 +265,9 @@ def read_bounded(path: Path, limit: int = MAX_RESULTS_BYTES) -> bytes:
 
 
 def load_run(path: Path) -> Run:
+    if path.is_symlink():
+        raise ResultsError(f"{path}: a symlink; bench does not follow symlinks to results files "
+                           "(pass the file it points to)")
     return parse_run(read_bounded(path), str(path))
 
 

@@ -464,3 +464,26 @@ def test_resume_latest_skips_a_planted_newer_file(server, tmp_path):
     assert r.exit_code == 0, r.output
     assert "zzzz-planted.json" in r.stderr
     assert json.loads(a.read_text())["status"] == "complete"
+
+
+# ----------------------------------------------------------------------------- 5. symlinks in results/
+
+
+def test_symlinks_in_results_are_skipped_with_a_warning(server, tmp_path):
+    from bench.store import find_run, load_all, load_run
+
+    results = tmp_path / "results"
+    a = _run(server, results)
+    outside = _copy_run(a, tmp_path / "outside.json", "zzzz-outside", "2099-01-01T00:00:00.000Z")
+    link = results / "zzzz-outside.json"
+    link.symlink_to(outside)
+    runs, problems = load_all(results)
+    assert [r.run_id for r in runs] == [a.stem]
+    assert [p.path for p in problems] == [link] and "symlink" in problems[0].message
+    assert find_run(results, "latest") == a
+    with pytest.raises(BenchError, match="symlink"):
+        load_run(find_run(results, "zzzz-outside"))
+    report, problems = render(results, tmp_path / "docs")
+    assert not (tmp_path / "docs" / "report" / "runs" / "zzzz-outside.md").exists()
+    r = cli("show", "zzzz-outside", "--results-dir", str(results))
+    assert r.exit_code == 1 and "symlink" in r.stderr
