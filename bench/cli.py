@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -162,6 +161,7 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
     env = os.environ
     if resume:
         rdir = results_dir or Path(env.get("BENCH_RESULTS_DIR") or "results")
+        resume = str(_find_run(rdir, resume))
         # Servers and keys come from your configuration, never from the run file.
         current = config_mod.resolve(config_path, env=env, endpoint=endpoint, results_dir=rdir,
                                      require_endpoint=False)
@@ -202,6 +202,15 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
 DEFAULT_DOCS_DIR = Path("site_src")
 
 
+def _find_run(results_dir: Path, ref: str) -> Path:
+    """store.find_run, warning about each file that 'latest' had to skip."""
+    problems: list[store.LoadProblem] = []
+    path = store.find_run(results_dir, ref, problems)
+    for p in problems:
+        err.print(Text(f"warning: skipped {p.message}", style="yellow"))
+    return path
+
+
 def _render_after_collect(results_dir: Path, quiet: bool) -> None:
     """bench collect renders the site pages when it runs in a project that has a site."""
     if not (DEFAULT_DOCS_DIR.is_dir() or Path("mkdocs.yml").is_file()):
@@ -218,8 +227,8 @@ def _render_after_collect(results_dir: Path, quiet: bool) -> None:
     from bench.render import render
 
     report, problems = render(results_dir, DEFAULT_DOCS_DIR)
-    for p in problems:
-        err.print(Text(f"warning: {p.message}", style="yellow"))
+    for message in [p.message for p in problems] + report.warnings:
+        err.print(Text(f"warning: {message}", style="yellow"))
     if not quiet:
         err.print(Text(f"rendered {len(report.written)} changed page(s) into {DEFAULT_DOCS_DIR}/ "
                        "(mkdocs serve shows them)"))
@@ -237,8 +246,8 @@ def render(results_dir: Path | None, out: Path, config_path: Path | None, strict
 
     rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
     report, problems = do_render(rdir, out, config_mod.load_profiles(config_path))
-    for p in problems:
-        err.print(Text(f"warning: {p.message}", style="yellow"))
+    for message in [p.message for p in problems] + report.warnings:
+        err.print(Text(f"warning: {message}", style="yellow"))
     err.print(Text(f"{len(report.written)} page(s) written, {report.unchanged} unchanged, "
                    f"{len(report.removed)} removed in {out}/"))
     if strict and problems:
@@ -255,7 +264,7 @@ def export(run_ref: str, results_dir: Path | None, fmt: str, output: Path | None
     from bench.export import export_csv, export_markdown
 
     rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
-    run = store.load_run(store.find_run(rdir, run_ref))
+    run = store.load_run(_find_run(rdir, run_ref))
     output = output or Path(f"benchmark_report.{fmt}")
     text = export_markdown(run, config_mod.load_profiles()) if fmt == "md" else export_csv(run)
     try:
@@ -272,7 +281,7 @@ def export(run_ref: str, results_dir: Path | None, fmt: str, output: Path | None
 def show(run_ref: str, results_dir: Path | None, as_json: bool) -> None:
     """Summarize one run per model: requests, TTFT, ITL, e2e, decode tokens/s."""
     rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
-    run = store.load_run(store.find_run(rdir, run_ref))
+    run = store.load_run(_find_run(rdir, run_ref))
     if as_json:
         payload = {
             "run_id": run.run_id,
@@ -283,7 +292,7 @@ def show(run_ref: str, results_dir: Path | None, as_json: bool) -> None:
                 for ms in stats.run_stats(run)
             },
         }
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        click.echo(store.json_text(payload))
         return
     out.print(summary_table(run))
     for line in failure_lines(run):
@@ -357,7 +366,7 @@ def local_serve(config_path: Path | None, models: str | None) -> None:
 
 def _load_for_update(run_ref: str, results_dir: Path | None) -> tuple[Path, "store.RunWriter"]:
     rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
-    path = store.find_run(rdir, run_ref)
+    path = _find_run(rdir, run_ref)
     run = store.load_run(path)
     # Holds the run's lock until the process ends: a running collect or judge of it refuses us.
     return path, store.RunWriter(path, run, new=False, journal=False, purpose=f"bench {click.get_current_context().info_name}")
@@ -471,7 +480,7 @@ def diff_cmd(a: str | None, b: str | None, results_dir: Path | None, by_prompt: 
         reasons = "; ".join(sorted({f"{r.model}: {r.reason}" for r in d.rows})) or "no models in common"
         raise compare.CompareError(f"nothing comparable between {a} and {b}: {reasons}")
     if fmt == "json":
-        click.echo(json.dumps(d.as_dict(), indent=2, ensure_ascii=False))
+        click.echo(store.json_text(d.as_dict()))
     elif fmt == "md":
         click.echo(compare.diff_markdown(d), nl=False)
     else:

@@ -18,7 +18,6 @@ confidence interval (requests resampled within each prompt, seeded) decides sign
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 from dataclasses import asdict, dataclass, field
@@ -26,13 +25,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from pydantic import ValidationError
 
 from bench import scoring
 from bench.errors import BenchError
 from bench.schema import Run, Sample
 from bench.stats import decode_tps
-from bench.store import find_run, load_all, load_run, upgrade
+from bench.store import MAX_RESULTS_BYTES, find_run, load_all, load_run, parse_run
 
 # metric -> (label, extractor from a sample, higher is better)
 METRICS: dict[str, tuple[str, Callable[[Sample], float | None], bool]] = {
@@ -113,17 +111,23 @@ def runs_at_revision(rev: str, results_dir: Path) -> list[Run]:
         rel = results_dir.relative_to(root).as_posix()
     except ValueError:
         raise CompareError(f"{results_dir} is outside the git repository at {root}") from None
-    listing = _git(["ls-tree", "-r", "--name-only", rev, "--", rel], root)
-    files = [f for f in listing.stdout.splitlines() if f.endswith(".json")]
+    listing = _git(["ls-tree", "-r", "-l", rev, "--", rel], root)
+    files = []
+    for line in listing.stdout.splitlines():  # "<mode> blob <sha> <size>\t<path>"
+        meta, _, name = line.partition("\t")
+        mode, _, _, size = (meta.split() + ["", "", "", ""])[:4]
+        if name.endswith(".json") and mode in ("100644", "100755") and size.isdigit():
+            files.append((name, int(size)))
     if not files:
         raise CompareError(f"revision {rev} has no results under {rel}/: pick a commit that has runs")
     runs = []
-    for f in files:
-        blob = _git(["show", f"{rev}:{f}"], root)
+    for f, size in files:
+        if size > MAX_RESULTS_BYTES:
+            continue  # refused unread, like a file on disk
+        blob = subprocess.run(["git", "show", f"{rev}:{f}"], cwd=root, capture_output=True)
         try:
-            data = upgrade(json.loads(blob.stdout), f"{rev}:{f}")
-            runs.append(Run.model_validate(data))
-        except (ValueError, ValidationError, BenchError):
+            runs.append(parse_run(blob.stdout, f"{rev}:{f}"))
+        except BenchError:
             continue  # an unreadable file at that revision is skipped, like render does
     if not runs:
         raise CompareError(f"revision {rev} has results under {rel}/ but none could be read")
@@ -298,7 +302,9 @@ def diff(a: Side, b: Side, *, threshold: float = 0.05, by_prompt: bool = False, 
 
 def _ranking_change(a: Side, b: Side) -> dict[str, Any]:
     """Top pick per shipped profile on each side (from each side's latest run)."""
-    out = {}
+    out: dict[str, Any] = {}
+    if not a.runs or not b.runs:
+        return out
     ra, rb = max(a.runs.values(), key=lambda r: r.run_id), max(b.runs.values(), key=lambda r: r.run_id)
     from bench.quality import model_quality
 

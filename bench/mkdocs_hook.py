@@ -27,7 +27,7 @@ def on_pre_build(config, **kwargs) -> None:
         report, problems = render(results, Path(config.docs_dir))
     except BenchError as e:
         raise PluginError(f"bench: {e}") from None
-    for problem in problems:
-        log.warning("bench: %s", problem.message)
+    for message in [p.message for p in problems] + report.warnings:
+        log.warning("bench: %s", message)
     if report.written or report.removed:
         log.info("bench: rendered %d page(s), removed %d", len(report.written), len(report.removed))

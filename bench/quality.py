@@ -27,9 +27,11 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import LiteralScalarString
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, ResultsError
 from bench.schema import Run, Sample
-from bench.store import atomic_write
+from bench.store import atomic_write, read_bounded
+
+MAX_ANNOTATION_BYTES = 32 * 2**20
 
 # ----------------------------------------------------------------------------- annotations
 
@@ -73,10 +75,18 @@ def _yaml() -> YAML:
 
 def read_annotations(path: Path) -> CommentedMap | None:
     """Parse and validate an annotation file (None if it does not exist)."""
+    if path.is_symlink():
+        raise AnnotationError(f"{path} is a symlink; bench does not follow symlinks in results/: remove it")
     if not path.is_file():
         return None
     try:
-        data = _yaml().load(path.read_text(encoding="utf-8"))
+        data = _yaml().load(read_bounded(path, MAX_ANNOTATION_BYTES).decode("utf-8"))
+    except ResultsError as e:
+        raise AnnotationError(str(e)) from None
+    except UnicodeDecodeError:
+        raise AnnotationError(f"{path}: not an annotation file (binary, not UTF-8 text)") from None
+    except RecursionError:
+        raise AnnotationError(f"{path}: the annotation file is nested too deeply; fix it by hand") from None
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""

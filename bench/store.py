@@ -5,8 +5,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
+import re
 import secrets
+import stat
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -103,7 +106,27 @@ def _write_then_rename(path: Path, text: str, exclusive: bool) -> None:
 
 def run_text(run: Run) -> str:
     """A run file's text (never NaN or Infinity, which are not JSON)."""
-    return json.dumps(run.model_dump(mode="json"), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    try:
+        return json.dumps(run.model_dump(mode="json"), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    except ValueError:
+        raise ResultsError(f"run {run.run_id}: refusing to write NaN or Infinity into a results file (a bug in "
+                           "bench: please report it); the file was left as it was") from None
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def json_text(data: Any, indent: int | None = 2) -> str:
+    """JSON that bench prints or exports: valid everywhere (non-finite numbers become null)."""
+    return json.dumps(finite(data), indent=indent, ensure_ascii=False, allow_nan=False)
 
 
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -141,7 +164,8 @@ def _unsaved_message(path: Path, run_id: str, err: WriteError, existed: bool) ->
 # Upgrades: _UPGRADES[n] turns a version-n dict into a version-(n+1) dict.
 def _upgrade_to_2(data: dict[str, Any]) -> dict[str, Any]:
     """Version 2 added rubric results per sample and LLM-judge verdicts per run."""
-    for s in data.get("samples") or []:
+    samples = data.get("samples")
+    for s in samples if isinstance(samples, list) else []:
         if isinstance(s, dict):
             s.setdefault("rubric", None)
     data.setdefault("judgements", [])
@@ -160,7 +184,7 @@ _UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_
 
 def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
     version = data.get("schema_version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ResultsError(f"{source}: not a bench results file (no integer schema_version)")
     if version > SCHEMA_VERSION:
         raise ResultsError(
@@ -174,26 +198,125 @@ def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
     return data
 
 
-def load_run(path: Path) -> Run:
+# Limits for files from results/ (or from git): bigger or deeper files are refused, never read whole.
+MAX_RESULTS_BYTES = 256 * 2**20  # a run of many thousands of requests is a few MB
+MAX_JSON_DEPTH = 64  # bench's own files nest about 8 deep
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number (NaN and Infinity are not valid JSON)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:24]} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > 20:
+        raise ValueError(f"integer {text[:24]}... is too large")
+    return int(text)
+
+
+def _too_deep(data: Any, limit: int) -> bool:
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+def parse_json(raw: bytes, source: str) -> Any:
+    """Strict, bounded JSON from an untrusted file: UTF-8, finite numbers, at most MAX_JSON_DEPTH deep."""
+    if len(raw) > MAX_RESULTS_BYTES:
+        raise ResultsError(f"{source}: larger than {MAX_RESULTS_BYTES // 2**20} MiB; not read (bench's limit)")
     try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: no such results file") from None
-    except OSError as e:
-        raise ResultsError(f"{path}: cannot read it ({e.strerror})") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ResultsError(f"{source}: not a bench results file (binary, not UTF-8 text at byte {e.start})") from None
     try:
-        data = json.loads(raw)
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int)
     except json.JSONDecodeError as e:
-        raise ResultsError(f"{path}:{e.lineno}: corrupt results file (invalid JSON: {e.msg})") from None
+        raise ResultsError(f"{source}:{e.lineno}: corrupt results file (invalid JSON: {e.msg})") from None
+    except ValueError as e:
+        raise ResultsError(f"{source}: corrupt results file ({e})") from None
+    except RecursionError:
+        data = None
+    if data is None or _too_deep(data, MAX_JSON_DEPTH):
+        raise ResultsError(f"{source}: corrupt results file (nested deeper than {MAX_JSON_DEPTH} levels)")
+    return data
+
+
+def _check_samples(run: Run) -> str | None:
+    """What is impossible in a file bench wrote (None when nothing is)."""
+    for i, s in enumerate(run.samples):
+        if s.model not in run.models:
+            return f"samples[{i}] names model {s.model[:80]!r}, which is not in models"
+        times = [s.ttft_s, s.e2e_s, *s.itl_s, *(a.elapsed_s for a in s.attempts)]
+        if any(t is not None and t < 0 for t in times):
+            return f"samples[{i}] has a negative time"
+        if any(n is not None and n < 0 for n in (s.round, s.chunks, s.completion_tokens, s.prompt_tokens)):
+            return f"samples[{i}] has a negative count"
+    return None
+
+
+def _check_run(run: Run) -> str | None:
+    if not _RUN_ID.fullmatch(run.run_id):
+        return "run_id may only hold letters, digits, '.', '_' and '-'"
+    for i, p in enumerate(run.workload.prompts):
+        if not isinstance(p.get("id"), str) or not isinstance(p.get("text"), str):
+            return f"workload.prompts[{i}] needs a text 'id' and a text 'text'"
+        if not isinstance(p.get("rubric"), (dict, type(None))):
+            return f"workload.prompts[{i}].rubric is not an object"
+    return _check_samples(run)
+
+
+def parse_run(raw: bytes, source: str) -> Run:
+    """A Run from an untrusted file's bytes; any problem is a ResultsError naming ``source``."""
+    data = parse_json(raw, source)
     if not isinstance(data, dict):
-        raise ResultsError(f"{path}: not a bench results file (top level is not an object)")
-    data = upgrade(data, str(path))
+        raise ResultsError(f"{source}: not a bench results file (top level is not an object)")
+    data = upgrade(data, source)
     try:
         run = Run.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ResultsError(f"{path}: invalid results file at {where}: {first['msg']}") from None
+        raise ResultsError(f"{source}: invalid results file at {where}: {first['msg']}") from None
+    problem = _check_run(run)
+    if problem:
+        raise ResultsError(f"{source}: invalid results file: {problem}")
+    return run
+
+
+def read_bounded(path: Path, limit: int = MAX_RESULTS_BYTES) -> bytes:
+    """A regular file's bytes, refusing (ResultsError) anything bigger than ``limit``."""
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise ResultsError(f"{path}: not a regular file")
+        if st.st_size > limit:
+            raise ResultsError(f"{path}: larger than {limit // 2**20} MiB; not read (bench's limit)")
+        with open(path, "rb") as f:
+            return f.read(limit + 1)
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such results file") from None
+    except OSError as e:
+        raise ResultsError(f"{path}: cannot read it ({e.strerror})") from None
+
+
+def load_run(path: Path) -> Run:
+    if path.is_symlink():
+        raise ResultsError(f"{path}: a symlink; bench does not follow symlinks to results files "
+                           "(pass the file it points to)")
+    run = parse_run(read_bounded(path), str(path))
     records = read_records(journal_path(path))  # a run a crash left unfolded: its journal has the rest
     return apply(run, records) if records else run
 
@@ -210,30 +333,53 @@ def list_run_files(results_dir: Path) -> list[Path]:
     return sorted(p for p in results_dir.glob("*.json") if not p.name.startswith("."))
 
 
-def load_all(results_dir: Path) -> tuple[list[Run], list[LoadProblem]]:
-    """Every readable run, oldest first, plus a problem per file that could not be read."""
-    runs, problems = [], []
+def _load_each(results_dir: Path) -> tuple[list[tuple[Path, Run]], list[LoadProblem]]:
+    loaded, problems = [], []
     for p in list_run_files(results_dir):
         try:
-            runs.append(load_run(p))
+            loaded.append((p, load_run(p)))
         except ResultsError as e:
             problems.append(LoadProblem(p, str(e)))
-    runs.sort(key=lambda r: r.run_id)
-    return runs, problems
+    return loaded, problems
 
 
-def find_run(results_dir: Path, ref: str) -> Path:
-    """A run id, 'latest', a unique id prefix, or a path to a results file."""
+def load_all(results_dir: Path) -> tuple[list[Run], list[LoadProblem]]:
+    """Every readable run, oldest first, plus a problem per file that could not be read."""
+    loaded, problems = _load_each(results_dir)
+    return sorted((run for _, run in loaded), key=lambda r: r.run_id), problems
+
+
+def _started(run: Run) -> datetime:
+    try:
+        t = datetime.fromisoformat(run.started_at.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def latest_run(results_dir: Path, problems: list[LoadProblem] | None = None) -> Path:
+    """The newest readable run by its recorded start time (ties: the larger run id); files that
+    cannot be read are skipped and added to ``problems``."""
+    loaded, skipped = _load_each(results_dir)
+    if problems is not None:
+        problems.extend(skipped)
+    if not loaded:
+        why = f" ({len(skipped)} file(s) could not be read)" if skipped else ""
+        raise ResultsError(f"no readable results in {results_dir}{why}: run `bench collect` first")
+    return max(loaded, key=lambda pr: (_started(pr[1]), pr[1].run_id))[0]
+
+
+def find_run(results_dir: Path, ref: str, problems: list[LoadProblem] | None = None) -> Path:
+    """A run id, 'latest', a unique id prefix, or a path to a results file. With 'latest', files
+    that cannot be read are skipped and added to ``problems``."""
     as_path = Path(ref)
-    if ref.endswith(".json") and as_path.is_file():
+    if ref.endswith(".json") and (as_path.is_file() or as_path.is_symlink()):
         return as_path
-    files = list_run_files(results_dir)
     if ref == "latest":
-        if not files:
-            raise ResultsError(f"no results in {results_dir}: run `bench collect` first")
-        return files[-1]
+        return latest_run(results_dir, problems)
+    files = list_run_files(results_dir)
     exact = results_dir / f"{ref}.json"
-    if exact.is_file():
+    if exact in files:
         return exact
     matches = [p for p in files if p.stem.startswith(ref)]
     if len(matches) == 1:
