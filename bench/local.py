@@ -487,7 +487,8 @@ class LocalServer:
             "llama_cpp_python": launched.get("llama_cpp_python") or version,
             "threads": self.threads, "n_ctx": self.settings.n_ctx, "n_batch": self.settings.n_batch,
             "flash_attn": self.settings.flash_attn, "extra_bufts": self.extra_bufts,
-            "extra_bufts_reason": self.extra_bufts_reason, "chat_format": self.chat_format,
+            "extra_bufts_reason": self.extra_bufts_reason,
+            "chat_format": self.chat_format or "the GGUF's own template",
             "cpu_features": launched.get("cpu_features") or [],
         }
 
