@@ -82,9 +82,19 @@ def atomic_write(path: Path, text: str, *, exclusive: bool = False) -> None:
         raise WriteError(path, e, existed) from None
 
 
+def _file_mode() -> int:
+    """The mode a plain open() would give a new file: 0666 less the umask (mkstemp gives 0600,
+    which would hide results from teammates sharing a checkout)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _write_then_rename(path: Path, text: str, exclusive: bool) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

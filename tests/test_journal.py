@@ -185,3 +185,14 @@ def test_collect_into_another_results_dir_leaves_the_projects_pages_alone(server
     assert r.exit_code == 0, r.stderr
     assert "pages not rendered" in r.stderr and "bench render --results-dir elsewhere" in r.stderr
     assert not any(Path("site_src").iterdir())
+
+
+def test_results_files_are_readable_by_the_team(server):
+    """mkstemp creates 0600 files: teammates sharing a checkout could not read a run."""
+    server.set_model("m", Script(tokens=["x "]))
+    old = os.umask(0o022)
+    try:
+        out = collect(server, "m", rounds=1, warmup=0)
+    finally:
+        os.umask(old)
+    assert out.path.stat().st_mode & 0o777 == 0o644
