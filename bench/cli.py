@@ -19,6 +19,7 @@ import bench
 from bench import config as config_mod
 from bench import runner, stats, store
 from bench.errors import BenchError
+from bench.journal import RunWriter
 from bench.schema import ModelInfo, Run, Sample
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -350,7 +351,7 @@ def local_serve(config_path: Path | None, models: str | None) -> None:
             err.print(Text(f"starting {m.key} …"))
             server = stack.enter_context(local.serve(
                 m.name, m.path or "", chat_format=m.chat_format, settings=plan.embedded.settings(),
-                log_dir=Path(".bench") / "logs"))
+                log_dir=store.work_dir(Path("results")) / "logs"))
             facts = server.facts
             # Plain tab-separated lines, easy to read by scripts: label, URL, details.
             click.echo(f"{m.key}\t{server.base_url}\tmodel '{m.name}', loaded in {facts.load_s:.2f} s, "
@@ -364,12 +365,12 @@ def local_serve(config_path: Path | None, models: str | None) -> None:
             err.print("stopping")
 
 
-def _load_for_update(run_ref: str, results_dir: Path | None) -> tuple[Path, "store.RunWriter"]:
+def _load_for_update(run_ref: str, results_dir: Path | None) -> tuple[Path, RunWriter]:
     rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
     path = _find_run(rdir, run_ref)
     run = store.load_run(path)
     # Holds the run's lock until the process ends: a running collect or judge of it refuses us.
-    return path, store.RunWriter(path, run, new=False, journal=False, purpose=f"bench {click.get_current_context().info_name}")
+    return path, RunWriter(path, run, new=False, journal=False, purpose=f"bench {click.get_current_context().info_name}")
 
 
 @main.command()

@@ -7,6 +7,8 @@ grow with the run. State changes (a model's status, the endpoints) are appended 
 At the end, on an interrupt and on resume, the journal is folded into the run file (one atomic
 rename) and removed; a run file whose journal is left by a crash is folded when it is loaded.
 
+Reading a journal back (and folding it into a loaded run) is :mod:`bench.store`'s job.
+
 A run has a lock (``.bench/locks/<run-id>.lock``, an advisory ``flock``): a second writer (a
 resume, a judge, a re-score) refuses with a message naming the holder. The kernel releases the
 lock when its process dies, so a lock left by ``kill -9`` is never stale.
@@ -21,31 +23,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from pydantic import ValidationError
-
+from bench import store
 from bench.errors import BenchError, ResultsError
-from bench.schema import EndpointInfo, ModelInfo, Run, Sample
+from bench.schema import Run, Sample
+from bench.store import journal_path, work_dir
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no advisory locks (documented)
     fcntl = None  # type: ignore[assignment]
 
-WORK_DIR = ".bench"
-MAX_RECORD = 64 << 20  # a longer journal line is not one bench wrote
 
 
 class RunLocked(BenchError):
     exit_code = 75  # EX_TEMPFAIL: try again when the other writer is done
-
-
-def work_dir(results_dir: Path) -> Path:
-    """bench's git-ignored working folder beside results/: journals, locks, server logs."""
-    return results_dir.resolve().parent / WORK_DIR
-
-
-def journal_path(run_file: Path) -> Path:
-    return work_dir(run_file.parent) / "journals" / f"{run_file.stem}.jsonl"
 
 
 def _dump(obj: Any) -> str:
@@ -113,53 +104,6 @@ class Journal:
             pass
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The journal's records; a torn last line (a crash mid-write) and anything odd are skipped."""
-    if path.is_symlink() or not path.is_file():
-        return []
-    records = []
-    with open(path, "rb") as f:
-        for line in f:
-            if len(line) > MAX_RECORD or not line.endswith(b"\n"):
-                continue
-            try:
-                rec = json.loads(line, parse_constant=_no_constants)
-            except (ValueError, RecursionError):
-                continue
-            if isinstance(rec, dict):
-                records.append(rec)
-    return records
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a number bench writes")
-
-
-def apply(run: Run, records: list[dict[str, Any]]) -> Run:
-    """Fold journal records into a run (in memory). Records that do not validate are skipped."""
-    for rec in records:
-        try:
-            if "sample" in rec:
-                run.samples.append(Sample.model_validate(rec["sample"]))
-            elif "state" in rec and isinstance(rec["state"], dict):
-                _apply_state(run, rec["state"])
-        except (ValidationError, TypeError, ValueError):
-            continue
-    return run
-
-
-def _apply_state(run: Run, state: dict[str, Any]) -> None:
-    models = {k: ModelInfo.model_validate(v) for k, v in (state.get("models") or {}).items()}
-    endpoints = [EndpointInfo.model_validate(e) for e in state.get("endpoints") or []]
-    run.models.update(models)
-    if endpoints:
-        run.endpoints = endpoints
-    if state.get("status") in ("running", "complete", "partial", "interrupted"):
-        run.status = state["status"]
-    if isinstance(state.get("ended_at"), str):
-        run.ended_at = state["ended_at"]
-
-
 @contextmanager
 def _signals_deferred() -> Iterator[None]:
     """A second Ctrl-C must not cut the final fold short (the journal would still have it all)."""
@@ -213,12 +157,10 @@ class RunWriter:
         }})
 
     def _append(self, record: dict[str, Any]) -> None:
-        from bench.store import WriteError
-
         try:
             self.journal.append(record)
         except OSError as e:
-            err = WriteError(self.journal.path, e, True)
+            err = store.WriteError(self.journal.path, e, True)
             n = sum(1 for s in self.run.samples if not s.warmup)
             raise ResultsError(
                 f"{err.reason}: could not save to {self.journal.path}. {self.path} and that journal keep the "
@@ -226,8 +168,6 @@ class RunWriter:
                 f"missing. {err.advice.capitalize()}, then run: bench collect --resume {self.run.run_id}") from None
 
     def _write(self, *, exclusive: bool = False, existed: bool = True) -> None:
-        from bench import store
-
         try:
             store.atomic_write(self.path, store.run_text(self.run), exclusive=exclusive)
         except store.WriteError as e:
@@ -235,7 +175,7 @@ class RunWriter:
                 raise ResultsError(f"{e.reason}: could not fold the run into {self.path}; every request is kept "
                                    f"in {self.journal.path}. {e.advice.capitalize()}, then run: bench collect "
                                    f"--resume {self.run.run_id}") from None
-            raise ResultsError(store._unsaved_message(self.path, self.run.run_id, e, existed)) from None
+            raise ResultsError(store.unsaved_message(self.path, self.run.run_id, e, existed)) from None
 
     def fold(self) -> None:
         with _signals_deferred():

@@ -18,7 +18,8 @@ from bench.quality import (
 )
 from bench.runner import probe_endpoint
 from bench.schema import Judgement
-from bench.store import RunWriter, utcnow
+from bench.journal import RunWriter
+from bench.store import utcnow
 
 
 @dataclass

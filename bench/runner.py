@@ -27,7 +27,7 @@ from bench.rubric import score as score_rubric
 from bench.machine import git_info, machine_info
 from bench.schema import EndpointInfo, ModelInfo, Run, Sample
 from bench.journal import RunWriter
-from bench.store import ensure_writable, find_run, load_run, new_run_id, run_path, utcnow, workload
+from bench.store import ensure_writable, work_dir, find_run, load_run, new_run_id, run_path, utcnow, workload
 
 
 # Warmup uses its own prompt: a server that caches the last prompt (llama.cpp does) would
@@ -436,8 +436,8 @@ def _run_model(
 
 
 def log_dir(results_dir: Path) -> Path:
-    """bench's git-ignored working folder beside results/: server logs (and journals, locks)."""
-    return results_dir.resolve().parent / ".bench" / "logs"
+    """Embedded servers' logs, in bench's working folder beside results/."""
+    return work_dir(results_dir) / "logs"
 
 
 def preflight(plan: Plan, run: Run, todo: Mapping[str, list]) -> dict[str, Path]:

@@ -19,8 +19,7 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from bench.errors import ResultsError
-from bench.journal import RunWriter, apply, journal_path, read_records
-from bench.schema import SCHEMA_VERSION, Run, Workload
+from bench.schema import SCHEMA_VERSION, EndpointInfo, ModelInfo, Run, Sample, Workload
 
 
 def utcnow() -> str:
@@ -153,7 +152,7 @@ class WriteError(ResultsError):
         super().__init__(f"{self.reason}: could not write {path}; {kept}; {self.advice}, then run the command again")
 
 
-def _unsaved_message(path: Path, run_id: str, err: WriteError, existed: bool) -> str:
+def unsaved_message(path: Path, run_id: str, err: WriteError, existed: bool) -> str:
     """What a failed run-file save lost, and what the file on disk still holds."""
     if not existed:
         return f"{err.reason}: could not create {path}; nothing was measured yet. {err.advice.capitalize()}, then run again"
@@ -322,6 +321,65 @@ def read_bounded(path: Path, limit: int = MAX_RESULTS_BYTES) -> bytes:
         raise ResultsError(f"{path}: cannot read it ({e.strerror})") from None
 
 
+# ----------------------------------------------------------------------------- journals (read side)
+# bench.journal writes them; a run a crash left unfolded is completed from its journal on load.
+
+WORK_DIR = ".bench"
+MAX_RECORD = 64 << 20  # a longer journal line is not one bench wrote
+
+
+def work_dir(results_dir: Path) -> Path:
+    """bench's git-ignored working folder beside results/: journals, locks, server logs."""
+    return results_dir.resolve().parent / WORK_DIR
+
+
+def journal_path(run_file: Path) -> Path:
+    return work_dir(run_file.parent) / "journals" / f"{run_file.stem}.jsonl"
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """A journal's records; a torn last line (a crash mid-write) and anything odd are skipped."""
+    if path.is_symlink() or not path.is_file():
+        return []
+    records = []
+    with open(path, "rb") as f:
+        for line in f:
+            if len(line) > MAX_RECORD or not line.endswith(b"\n"):
+                continue
+            try:
+                rec = parse_json(line, str(path))
+            except ResultsError:
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+    return records
+
+
+def apply(run: Run, records: list[dict[str, Any]]) -> Run:
+    """Fold journal records into a run (in memory). Records that do not validate are skipped."""
+    for rec in records:
+        try:
+            if "sample" in rec:
+                run.samples.append(Sample.model_validate(rec["sample"]))
+            elif isinstance(rec.get("state"), dict):
+                _apply_state(run, rec["state"])
+        except (ValidationError, TypeError, ValueError):
+            continue
+    return run
+
+
+def _apply_state(run: Run, state: dict[str, Any]) -> None:
+    models = {k: ModelInfo.model_validate(v) for k, v in (state.get("models") or {}).items()}
+    endpoints = [EndpointInfo.model_validate(e) for e in state.get("endpoints") or []]
+    run.models.update(models)
+    if endpoints:
+        run.endpoints = endpoints
+    if state.get("status") in ("running", "complete", "partial", "interrupted"):
+        run.status = state["status"]
+    if isinstance(state.get("ended_at"), str):
+        run.ended_at = state["ended_at"]
+
+
 def load_run(path: Path) -> Run:
     if path.is_symlink():
         raise ResultsError(f"{path}: a symlink; bench does not follow symlinks to results files "
@@ -400,4 +458,4 @@ def find_run(results_dir: Path, ref: str, problems: list[LoadProblem] | None = N
     raise ResultsError(f"'{ref}' matches {len(matches)} runs in {results_dir}; give more of the id")
 
 
-__all__ = ["RunWriter", "atomic_write", "find_run", "load_all", "load_run", "run_text", "workload"]
+__all__ = ["atomic_write", "find_run", "load_all", "load_run", "run_text", "workload"]

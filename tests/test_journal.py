@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from bench import journal, store
 from tests.conftest import cli, collect, read_json

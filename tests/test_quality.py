@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from bench import store
+from bench import journal, store
 from bench.config import Endpoint, resolve
 from bench.errors import ConfigError, EndpointError
 from bench.judge import judge_run
@@ -98,7 +98,7 @@ def test_judge_scores_valid_and_records_garbage_as_unparseable(server):
     server.set_model("judge", Script(tokens=["SCORE: 4\n", "Accurate and concise."]))
     out = collect(server, "m", rounds=1, warmup=0)
     server.enqueue("judge", Script(tokens=["I would say it is pretty good overall."]))
-    writer = store.RunWriter(out.path, store.load_run(out.path), new=False)
+    writer = journal.RunWriter(out.path, store.load_run(out.path), new=False)
     summary = judge_run(writer, Endpoint(name="j", base_url=server.url), "judge", env={})
     writer.finish()  # release the run's lock
     assert summary.judged == 4 and summary.unparseable == 1
@@ -136,7 +136,7 @@ def test_judge_errors_are_not_verdicts_and_are_retried(server):
 def test_a_model_never_judges_itself(server):
     server.set_model("m", Script(tokens=GOOD))
     out = collect(server, "m", rounds=1, warmup=0)
-    writer = store.RunWriter(out.path, store.load_run(out.path), new=False)
+    writer = journal.RunWriter(out.path, store.load_run(out.path), new=False)
     summary = judge_run(writer, Endpoint(name="j", base_url=server.url), "m", env={})
     writer.finish()  # release the run's lock
     assert summary.judged == 0 and summary.skipped_self == ["m"]
@@ -150,7 +150,7 @@ def test_judge_endpoint_down_is_a_clear_error(server):
     out = collect(server, "m", rounds=1, warmup=0)
     r = cli("judge", out.run.run_id, "--endpoint", "http://127.0.0.1:9/v1", "--model", "big")
     assert r.exit_code == 1 and "judge endpoint is down" in r.stderr and "Traceback" not in r.stderr
-    writer = store.RunWriter(out.path, store.load_run(out.path), new=False)
+    writer = journal.RunWriter(out.path, store.load_run(out.path), new=False)
     with pytest.raises(EndpointError, match="does not serve 'ghost'"):
         judge_run(writer, Endpoint(name="j", base_url=server.url), "ghost", env={})
         writer.finish()  # release the run's lock
@@ -178,7 +178,7 @@ def test_agreement_joins_manual_and_judge_scores(server):
     server.set_model("m", Script(tokens=GOOD))
     server.set_model("judge", Script(tokens=["SCORE: 4"]))
     out = collect(server, "m", rounds=1, warmup=0)
-    writer = store.RunWriter(out.path, store.load_run(out.path), new=False)
+    writer = journal.RunWriter(out.path, store.load_run(out.path), new=False)
     judge_run(writer, Endpoint(name="j", base_url=server.url), "judge", env={})
     writer.finish()  # release the run's lock
     run = store.load_run(out.path)
@@ -210,7 +210,7 @@ def test_quality_shows_on_the_pages(server, tmp_path):
     server.set_model("m", Script(tokens=GOOD))
     server.set_model("judge", Script(tokens=["SCORE: 5 ", "<b>bold</b> claim"]))
     out = collect(server, "m", rounds=1, warmup=0)
-    writer = store.RunWriter(out.path, store.load_run(out.path), new=False)
+    writer = journal.RunWriter(out.path, store.load_run(out.path), new=False)
     judge_run(writer, Endpoint(name="j", base_url=server.url), "judge", env={})
     writer.finish()  # release the run's lock
     update_annotations(writer.run, out.path)

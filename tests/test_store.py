@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from bench import store
+from bench import journal, store
 from bench.errors import ResultsError
 from bench.schema import SCHEMA_VERSION, schema_text
 from tests.conftest import Script, collect
@@ -66,7 +66,7 @@ def test_an_existing_run_file_is_never_overwritten(server, tmp_path):
     out = collect(server, "m", rounds=1, warmup=0)
     before = out.path.read_text()
     with pytest.raises(ResultsError, match="refusing to overwrite"):
-        store.RunWriter(out.path, out.run, new=True)
+        journal.RunWriter(out.path, out.run, new=True)
     assert out.path.read_text() == before
     assert not [p for p in out.path.parent.iterdir() if p.name.startswith(".")]
 

@@ -5,7 +5,6 @@ file it did not generate."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -385,7 +384,8 @@ def test_nan_and_infinity_are_refused_on_load_naming_the_file(server, tmp_path, 
 
 def test_bench_never_writes_nan_or_infinity(server, tmp_path):
     from bench.errors import ResultsError
-    from bench.store import RunWriter, load_run
+    from bench.journal import RunWriter
+    from bench.store import load_run
 
     results = tmp_path / "results"
     a, b = _run(server, results), _run(server, results)
