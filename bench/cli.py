@@ -11,16 +11,24 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 import bench
 from bench import config as config_mod
-from bench import runner, stats, store
 from bench.errors import BenchError
-from bench.journal import RunWriter
-from bench.schema import ModelInfo, Run, Sample
+from bench.measure import runner
+from bench.results import stats, store
+from bench.results.journal import RunWriter
+from bench.results.schema import ModelInfo, Run, Sample
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False)
@@ -225,7 +233,7 @@ def _render_after_collect(results_dir: Path, quiet: bool) -> None:
         err.print(f"note: pages not rendered: the site here is built from {site_results}/, not {results_dir}/; "
                   f"render those with: bench render --results-dir {results_dir} --out DIR")
         return
-    from bench.render import render
+    from bench.report.render import render
 
     report, problems = render(results_dir, DEFAULT_DOCS_DIR)
     for message in [p.message for p in problems] + report.warnings:
@@ -243,7 +251,7 @@ def _render_after_collect(results_dir: Path, quiet: bool) -> None:
 @click.option("--strict", is_flag=True, help="Exit 1 when a results file cannot be read.")
 def render(results_dir: Path | None, out: Path, config_path: Path | None, strict: bool) -> None:
     """Render results into Markdown pages (index.md and report/) for MkDocs or Zensical."""
-    from bench.render import render as do_render
+    from bench.report.render import render as do_render
 
     rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
     report, problems = do_render(rdir, out, config_mod.load_profiles(config_path))
@@ -262,7 +270,7 @@ def render(results_dir: Path | None, out: Path, config_path: Path | None, strict
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Default: benchmark_report.md or benchmark_report.csv.")
 def export(run_ref: str, results_dir: Path | None, fmt: str, output: Path | None) -> None:
     """Write one run as a standalone benchmark_report.md or a CSV (one row per model)."""
-    from bench.export import export_csv, export_markdown
+    from bench.report.export import export_csv, export_markdown
 
     rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
     run = store.load_run(_find_run(rdir, run_ref))
@@ -307,7 +315,7 @@ def show(run_ref: str, results_dir: Path | None, as_json: bool) -> None:
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per probe.")
 def models(config_path: Path | None, endpoint: str | None, models: str | None, timeout: float) -> None:
     """Validation checklist: is each endpoint reachable, what does it list, does each model answer?"""
-    from bench.probe import checklist
+    from bench.measure.probe import checklist
 
     config_mod.check_seconds("--timeout", timeout)
     plan = config_mod.resolve(config_path, env=os.environ, endpoint=endpoint, models=models, require_endpoint=False)
@@ -338,9 +346,9 @@ def local_serve(config_path: Path | None, models: str | None) -> None:
     import contextlib
     import time
 
-    from bench import local
+    from bench.runtimes import embedded
 
-    local.check_runtime()
+    embedded.check_runtime()
     plan = config_mod.resolve(config_path, env={}, models=models, require_endpoint=False)
     chosen = [m for m in plan.models if m.embedded]
     if not chosen:
@@ -349,7 +357,7 @@ def local_serve(config_path: Path | None, models: str | None) -> None:
         _sigterm_as_interrupt()
         for m in chosen:
             err.print(Text(f"starting {m.key} …"))
-            server = stack.enter_context(local.serve(
+            server = stack.enter_context(embedded.serve(
                 m.name, m.path or "", chat_format=m.chat_format, settings=plan.embedded.settings(),
                 log_dir=store.work_dir(Path("results")) / "logs"))
             facts = server.facts
@@ -379,8 +387,8 @@ def _load_for_update(run_ref: str, results_dir: Path | None) -> tuple[Path, RunW
 @click.option("--prompts", type=click.Path(path_type=Path), help="Rubrics from this prompts file (matched by prompt id) instead of the run's own.")
 def score(run_ref: str, results_dir: Path | None, prompts: Path | None) -> None:
     """Re-score a run's responses with the rubrics (after you refine a rubric, say)."""
-    from bench.rubric import parse_rubric
-    from bench.rubric import score as score_rubric
+    from bench.results.rubric import parse_rubric
+    from bench.results.rubric import score as score_rubric
 
     path, writer = _load_for_update(run_ref, results_dir)
     with writer:  # releases the run's lock, also when the save fails
@@ -415,7 +423,7 @@ def score(run_ref: str, results_dir: Path | None, prompts: Path | None) -> None:
 @click.option("--results-dir", type=click.Path(path_type=Path))
 def annotate(run_ref: str, results_dir: Path | None) -> None:
     """Write or extend RUN's annotation file (score each response 1-5 by hand, then bench render)."""
-    from bench.quality import update_annotations
+    from bench.quality.annotations import update_annotations
 
     path, writer = _load_for_update(run_ref, results_dir)
     with writer:
@@ -434,7 +442,7 @@ def annotate(run_ref: str, results_dir: Path | None) -> None:
 def judge(run_ref: str, endpoint: str, judge_model: str, api_key_env: str, results_dir: Path | None,
           timeout: float, redo: bool) -> None:
     """Score every response of RUN with an LLM judge against the prompts' rubrics."""
-    from bench.judge import judge_run
+    from bench.quality.judge import judge_run
 
     ep = config_mod.endpoint_from_url("judge", endpoint, api_key_env)
     config_mod.check_seconds("--timeout", timeout)
@@ -466,7 +474,7 @@ def diff_cmd(a: str | None, b: str | None, results_dir: Path | None, by_prompt: 
     With git revisions, each side is the latest run of each model in results/ as of that commit,
     read from git history without a checkout.
     """
-    from bench import compare
+    from bench.analysis import compare
 
     rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
     if not (math.isfinite(threshold) and threshold > 0):

@@ -23,14 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from bench.analysis.scoring import DEFAULT_PROFILES, Profile
 from bench.errors import ConfigError
-from bench.local import EMBEDDED
-from bench.local import builtin_models as _builtin_models
-from bench.rubric import RubricError, default_rubrics, parse_rubric
-from bench.scoring import DEFAULT_PROFILES, Profile
+from bench.results.rubric import RubricError, default_rubrics, parse_rubric
+from bench.runtimes.embedded import EMBEDDED
+from bench.runtimes.embedded import builtin_models as _builtin_models
 
 if TYPE_CHECKING:
-    from bench.local import Settings
+    from bench.runtimes.embedded import Settings
 
 DEFAULT_CONFIG_NAME = "bench.yaml"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -114,7 +114,7 @@ class Embedded(_Strict):
     flash_attn: bool = False
 
     def settings(self) -> "Settings":
-        from bench.local import Settings
+        from bench.runtimes.embedded import Settings
 
         return Settings(threads=self.threads, n_ctx=self.n_ctx, n_batch=self.n_batch,
                         extra_bufts=self.extra_bufts, flash_attn=self.flash_attn)

@@ -25,7 +25,7 @@ class ResultsError(BenchError):
 
 class ResponseError(EndpointError):
     """One answer broke the protocol or bench's bounds: that request fails with ``kind``
-    (an ``ErrorKind`` of ``bench.schema``: "protocol", "runaway", "server_error", "timeout"),
+    (an ``ErrorKind`` of ``bench.results.schema``: "protocol", "runaway", "server_error", "timeout"),
     the run goes on."""
 
     def __init__(self, kind: str, detail: str):

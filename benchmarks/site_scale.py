@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.schema import SCHEMA_VERSION  # noqa: E402
-from bench.store import workload  # noqa: E402
+from bench.results.schema import SCHEMA_VERSION  # noqa: E402
+from bench.results.store import workload  # noqa: E402
 
 MODELS = [f"model-{i:02d}" for i in range(10)]
 PROMPTS = [{"id": f"prompt-{i:02d}", "text": f"Synthetic prompt number {i}: summarize the notes."} for i in range(20)]
@@ -72,11 +72,11 @@ def timed(cmd: list[str], cwd: Path) -> float:
 def measure(n: int, engine: str, workdir: Path) -> tuple[float, float]:
     proj = workdir / f"site-{n}"
     shutil.copytree(ROOT / "site_src", proj / "site_src", ignore=shutil.ignore_patterns("report", "index.md"))
-    (proj / "bench").mkdir()
-    shutil.copy(ROOT / "bench" / "mkdocs_hook.py", proj / "bench")
+    (proj / "bench" / "report").mkdir(parents=True)
+    shutil.copy(ROOT / "bench" / "report" / "mkdocs_hook.py", proj / "bench" / "report")
     text = (ROOT / "mkdocs.yml").read_text()
     if engine == "zensical":  # the hook is MkDocs-only; pages come from `bench render`
-        text = text.replace("hooks:\n  - bench/mkdocs_hook.py\n", "")
+        text = text.replace("hooks:\n  - bench/report/mkdocs_hook.py\n", "")
     (proj / "mkdocs.yml").write_text(text)
     (proj / "results").mkdir()
     rng = random.Random(n)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bench import config, runner
+from bench import config
 from bench.cli import main
+from bench.measure import runner
 from tests.fake_server import FakeServer, Script
 
 

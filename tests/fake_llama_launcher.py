@@ -1,4 +1,4 @@
-"""Stands in for bench.llama_server in tests of the crash paths no CPU here reproduces.
+"""Stands in for bench.runtimes.llama_server in tests of the crash paths no CPU here reproduces.
 
 Reads the same settings file; with ``extra_bufts`` on it answers /v1/models but dies with SIGSEGV on
 the first chat request, as llama-cpp-python 0.3.36 does on AMX CPUs; with it off it answers.

@@ -15,8 +15,8 @@ def project_copy(dest: Path, results: Path) -> Path:
     """mkdocs.yml + hand-written site_src + the hook, pointed at `results`."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ROOT / "site_src", dest / "site_src", ignore=shutil.ignore_patterns("report", "index.md"))
-    (dest / "bench").mkdir(exist_ok=True)
-    shutil.copy(ROOT / "bench" / "mkdocs_hook.py", dest / "bench" / "mkdocs_hook.py")
+    (dest / "bench" / "report").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "bench" / "report" / "mkdocs_hook.py", dest / "bench" / "report" / "mkdocs_hook.py")
     shutil.copy(ROOT / "mkdocs.yml", dest / "mkdocs.yml")
     if results.resolve() != (dest / "results").resolve():
         shutil.copytree(results, dest / "results")

@@ -215,7 +215,7 @@ def test_bad_number_flags(flag, value, expected):
 
 @pytest.mark.parametrize("flag", ["--rounds", "--warmup"])
 def test_absurd_matrix_is_refused_before_it_is_built(flag, monkeypatch):
-    from bench import runner
+    from bench.measure import runner
 
     def must_not_run(*a, **k):
         raise AssertionError("the runner was reached")
@@ -294,7 +294,7 @@ def _three_prompts() -> list[str]:
 
 
 def test_disk_full_mid_run_keeps_every_saved_request(server, disk_full_after):
-    from bench import store
+    from bench.results import store
 
     server.set_model("m", Script())
     disk_full_after(5)  # 1: the run file, 2: the journal's first state, 3-4: two requests, 5: the third fails

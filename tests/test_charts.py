@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import markdown
 import pytest
 
-from bench import charts
+from bench.report import charts
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>']

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import store
-from bench.schema import SCHEMA_VERSION
+from bench.results import store
+from bench.results.schema import SCHEMA_VERSION
 from tests.conftest import Script, cli, collect, read_json
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from bench import stats
+from bench.results import stats
 from tests.conftest import Script, collect
 
 TTFT, ITL = 0.200, 0.010
@@ -238,7 +238,8 @@ def test_memory_of_a_loopback_server_process_is_measured(tmp_path):
                              "--config", str(cfg)], stdout=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().split()[1]
-        from bench import config, runner
+        from bench import config
+        from bench.measure import runner
 
         plan = config.resolve(None, env={}, endpoint=url, models="m", rounds=1, warmup=0,
                               results_dir=tmp_path / "results")

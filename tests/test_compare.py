@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import compare
+from bench.analysis import compare
 from tests.conftest import Script, cli, collect
 
 TTFT, ITL = 0.10, 0.005

@@ -17,8 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench import local, stats, store
 from bench.errors import BenchError
+from bench.results import stats, store
+from bench.runtimes import embedded
 from tests.conftest import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +36,7 @@ def server_pids() -> set[int]:
     for p in psutil.process_iter(["cmdline"]):
         try:
             cmd = " ".join(p.info["cmdline"] or [])
-            if "llama_cpp.server" in cmd or "bench.llama_server" in cmd:
+            if "llama_cpp.server" in cmd or "bench.runtimes.llama_server" in cmd:
                 pids.add(p.pid)
         except psutil.Error:
             pass
@@ -122,13 +123,13 @@ def test_models_that_cannot_load_fail_with_their_reason_and_the_others_run(tmp_p
 
 def test_a_context_larger_than_the_model_was_trained_for_is_refused_before_any_request():
     with pytest.raises(BenchError, match=r"model x: embedded.n_ctx 100000 is larger than the 8192 tokens"):
-        local.preflight("x", f"builtin:{SMOL}", None, local.Settings(n_ctx=100000))
+        embedded.preflight("x", f"builtin:{SMOL}", None, embedded.Settings(n_ctx=100000))
 
 
 def _children(proc: subprocess.Popen) -> list[psutil.Process]:
     try:
         return [c for c in psutil.Process(proc.pid).children(recursive=True)
-                if "bench.llama_server" in " ".join(c.cmdline())]
+                if "bench.runtimes.llama_server" in " ".join(c.cmdline())]
     except psutil.Error:
         return []
 
@@ -172,17 +173,17 @@ def test_extra_buffer_types_each_path_runs_or_says_why(mode, no_leftover_servers
     r = cli("collect", "-q")
     run = store.load_run(next(Path("results").glob("*.json")))
     info = run.models[SMOL]
-    if mode == "on" and local.cpu_has_amx() and info.status != "ok":
+    if mode == "on" and embedded.cpu_has_amx() and info.status != "ok":
         # llama-cpp-python 0.3.36 crashes in its AMX kernels: the run says so, plainly.
         assert r.exit_code == 1 and "was killed by SIGSEGV" in info.reason
         return
     assert r.exit_code == 0, r.stderr
     settings = info.extra["runtime_settings"]
-    assert settings["extra_bufts"] is (mode == "on" or (mode == "auto" and not local.cpu_has_amx()))
+    assert settings["extra_bufts"] is (mode == "on" or (mode == "auto" and not embedded.cpu_has_amx()))
     assert settings["n_batch"] == 256 and settings["threads"] >= 1 and settings["n_ctx"] == 2048
     assert "AVX" in " ".join(settings["cpu_features"]) or "NEON" in " ".join(settings["cpu_features"])
     assert settings["extra_bufts_reason"].startswith("set in bench.yaml" if mode != "auto" else "auto:")
-    from bench.render import render
+    from bench.report.render import render
 
     render(Path("results"), Path("site_src"))
     page = next(p for p in Path("site_src/report/runs").glob("*.md") if p.name != "index.md").read_text()
@@ -243,7 +244,7 @@ def test_local_serve_prints_urls_that_answer(no_leftover_servers):
 
 
 def test_missing_runtime_says_both_ways_out(monkeypatch):
-    monkeypatch.setattr(local.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
     r = cli("collect")
     assert r.exit_code == 2
     assert "pip install -e '.[local]'" in r.stderr and "--endpoint" in r.stderr

@@ -10,25 +10,25 @@ from pathlib import Path
 
 import pytest
 
-from bench import local
+from bench.runtimes import embedded
 
 FAKE = Path(__file__).with_name("fake_llama_launcher.py")
 
 
-class StandIn(local.LocalServer):
+class StandIn(embedded.LocalServer):
     def command(self) -> list[str]:
         return [sys.executable, str(FAKE), str(self._workdir / "settings.json")]
 
 
 @pytest.fixture
 def server(tmp_path, monkeypatch):
-    monkeypatch.setattr(local, "check_runtime", lambda: "test")
+    monkeypatch.setattr(embedded, "check_runtime", lambda: "test")
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF")
     made = []
 
     def make(mode: str) -> StandIn:
-        s = StandIn("m", model, settings=local.Settings(extra_bufts=mode), log_path=tmp_path / "logs" / "m.log")
+        s = StandIn("m", model, settings=embedded.Settings(extra_bufts=mode), log_path=tmp_path / "logs" / "m.log")
         made.append(s)
         return s
 
@@ -38,7 +38,7 @@ def server(tmp_path, monkeypatch):
 
 
 def test_auto_falls_back_to_off_when_the_server_dies_on_its_first_request(server, monkeypatch):
-    monkeypatch.setattr(local, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(embedded, "cpu_has_amx", lambda: False)
     s = server("auto")
     facts = s.start()
     settings = facts.runtime_settings
@@ -50,7 +50,7 @@ def test_auto_falls_back_to_off_when_the_server_dies_on_its_first_request(server
 
 
 def test_auto_on_an_amx_cpu_starts_with_them_off(server, monkeypatch):
-    monkeypatch.setattr(local, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(embedded, "cpu_has_amx", lambda: True)
     facts = server("auto").start()
     assert facts.runtime_settings["extra_bufts"] is False
     assert "this CPU has AMX" in facts.runtime_settings["extra_bufts_reason"]
@@ -67,6 +67,6 @@ def test_forced_on_is_kept_and_a_crash_is_reported_as_one(server):
 
 
 def test_exit_texts_name_the_signal():
-    assert local.exit_text(3) == "exited with code 3"
-    assert local.exit_text(-11) == "was killed by SIGSEGV (signal 11)"
-    assert "out-of-memory killer" in local.exit_text(-9) and "SIGKILL" in local.exit_text(-9)
+    assert embedded.exit_text(3) == "exited with code 3"
+    assert embedded.exit_text(-11) == "was killed by SIGSEGV (signal 11)"
+    assert "out-of-memory killer" in embedded.exit_text(-9) and "SIGKILL" in embedded.exit_text(-9)

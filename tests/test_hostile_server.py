@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.client import RequestOptions, TokenCounter, make_client, run_request
 from bench.config import Endpoint, Generation
-from bench.runner import probe_endpoint
-from bench.stream import SSEParser
+from bench.measure.client import RequestOptions, TokenCounter, make_client, run_request
+from bench.measure.runner import probe_endpoint
+from bench.measure.stream import SSEParser
 from tests.conftest import collect
 from tests.fake_server import FakeServer, Script
 
@@ -464,7 +464,7 @@ def test_a_model_list_is_bounded_in_size_and_count():
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from bench import runner
+    from bench.measure import runner
 
     sizes = {"body": b""}
 

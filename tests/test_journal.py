@@ -11,8 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-
-from bench import journal, store
+from bench.results import journal, store
 from tests.conftest import cli, collect, read_json
 from tests.fake_server import FakeServer, Script
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import compare, stats, store
+from bench.analysis import compare
+from bench.results import stats, store
 from tests.conftest import cli, collect
 from tests.fake_server import FakeServer, Script
 
@@ -112,7 +113,8 @@ class _StopAfterFirst:
 
 
 def test_a_server_that_stops_answering_is_named_and_its_model_stops_at_once(tmp_path):
-    from bench import config, runner
+    from bench import config
+    from bench.measure import runner
 
     a, b = FakeServer({"a": Script(tokens=["x "])}), FakeServer({"b": Script(tokens=["y "])})
     with a, b:

@@ -8,14 +8,21 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from bench import journal, store
 from bench.config import Endpoint, resolve
 from bench.errors import ConfigError, EndpointError
-from bench.judge import judge_run
-from bench.quality import (
-    AnnotationError, agreement, annotation_path, cohen_kappa, manual_scores, model_quality, parse_verdict,
-    spearman, update_annotations,
+from bench.quality.annotations import (
+    AnnotationError,
+    agreement,
+    annotation_path,
+    cohen_kappa,
+    manual_scores,
+    model_quality,
+    parse_verdict,
+    spearman,
+    update_annotations,
 )
+from bench.quality.judge import judge_run
+from bench.results import journal, store
 from tests.conftest import Script, cli, collect
 
 GOOD = ["Retrieval augmented generation retrieves relevant documents from an external knowledge source. ",
@@ -205,7 +212,7 @@ def test_version_1_files_are_upgraded(server):
 
 
 def test_quality_shows_on_the_pages(server, tmp_path):
-    from bench.render import render
+    from bench.report.render import render
 
     server.set_model("m", Script(tokens=GOOD))
     server.set_model("judge", Script(tokens=["SCORE: 5 ", "<b>bold</b> claim"]))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import render as render_mod
-from bench.render import code_block, md_text, render, slug
+from bench.report import render as render_mod
+from bench.report.render import code_block, md_text, render, slug
 from tests.conftest import Script, collect
 from tests.site_helpers import bench, mkdocs_build, project_copy, zensical_build
 
@@ -246,8 +246,9 @@ def test_gh_deploy_publishes_to_a_gh_pages_branch(server, tmp_path):
     git("init", "-q")
     git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init")
     git("remote", "add", "origin", str(remote))
-    from tests.site_helpers import run
     import sys
+
+    from tests.site_helpers import run
 
     r = run([sys.executable, "-m", "mkdocs", "gh-deploy", "--force", "--no-history"], project)
     assert r.returncode == 0, r.stderr

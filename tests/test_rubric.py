@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from bench.rubric import (RUBRIC_ENGINE_VERSION, RubricError, RubricResult, count_list_items, count_sentences,
-                          count_words, default_rubrics, parse_rubric, score)
+from bench.results.rubric import (
+    RUBRIC_ENGINE_VERSION,
+    RubricError,
+    RubricResult,
+    count_list_items,
+    count_sentences,
+    count_words,
+    default_rubrics,
+    parse_rubric,
+    score,
+)
 
 WHERE = "rubric of prompt 'p1'"
 

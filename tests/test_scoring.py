@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.scoring import Candidate, Constraints, Profile, rank, sub_scores
+from bench.analysis.scoring import Candidate, Constraints, Profile, rank, sub_scores
 
 
 def cand(model, *, mean=1.0, p95=1.0, tps=50.0, mem=1e9, disk=1e8, quality=None, license="Apache-2.0", ttft=0.1):
@@ -84,7 +84,7 @@ def test_unknown_data_cannot_satisfy_a_constraint():
 
 
 def test_edge_profile_requires_a_commercial_license():
-    from bench.scoring import DEFAULT_PROFILES
+    from bench.analysis.scoring import DEFAULT_PROFILES
 
     cands = [cand("nc", license="CC-BY-NC-4.0", mem=2**28), cand("ok", license="Apache-2.0", mem=2**29)]
     assert rank(cands, "edge", DEFAULT_PROFILES["edge-summarizer"]).top.model == "ok"

@@ -9,15 +9,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from bench import journal, store
 from bench.errors import ResultsError
-from bench.schema import SCHEMA_VERSION, schema_text
+from bench.results import journal, store
+from bench.results.schema import SCHEMA_VERSION, schema_text
 from tests.conftest import Script, collect
 
 
 def test_shipped_json_schema_is_current():
-    shipped = (resources.files("bench") / "schemas" / "run.schema.json").read_text()
-    assert shipped == schema_text(), "regenerate: python -m bench.schema > bench/schemas/run.schema.json"
+    shipped = (resources.files("bench.results") / "schemas" / "run.schema.json").read_text()
+    assert shipped == schema_text(), "regenerate: python -m bench.results.schema > bench/results/schemas/run.schema.json"
 
 
 def test_results_file_validates_against_the_schema(server):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
-from bench.render import MARKER, render, slug
+from bench.report.render import MARKER, render, slug
 from tests.conftest import Script, cli, collect
 from tests.site_helpers import bench, mkdocs_build, project_copy
 
@@ -211,7 +211,7 @@ def test_one_bad_results_file_never_blocks_any_command(server, tmp_path, name):
     bad.write_bytes(_odd(name, json.loads(good.read_text())))
     if name == "duplicate-run-id":
         (results / "odd-dup2.json").write_bytes(bad.read_bytes())
-    from bench.store import load_all
+    from bench.results.store import load_all
 
     runs, problems = load_all(results)
     assert good.stem in {r.run_id for r in runs}
@@ -233,7 +233,7 @@ def test_one_bad_results_file_never_blocks_any_command(server, tmp_path, name):
 
 
 def test_a_results_file_over_the_size_limit_is_refused_without_reading_it(server, tmp_path):
-    from bench.store import MAX_RESULTS_BYTES, load_all
+    from bench.results.store import MAX_RESULTS_BYTES, load_all
 
     results = tmp_path / "results"
     good = _run(server, results)
@@ -312,10 +312,10 @@ def _mutated(draw, base):
 
 
 def _check_every_reader(results: Path, good_id: str, bad: Path) -> None:
-    from bench import compare, scoring
-    from bench.export import export_csv, export_markdown
-    from bench.render import build_pages
-    from bench.store import load_all, load_run
+    from bench.analysis import compare, scoring
+    from bench.report.export import export_csv, export_markdown
+    from bench.report.render import build_pages
+    from bench.results.store import load_all, load_run
 
     runs, problems = load_all(results)
     assert good_id in {r.run_id for r in runs}
@@ -370,7 +370,7 @@ def test_property_random_json_shapes_and_bytes_are_refused_never_a_crash(base_ru
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_nan_and_infinity_are_refused_on_load_naming_the_file(server, tmp_path, constant):
     from bench.errors import ResultsError
-    from bench.store import load_run
+    from bench.results.store import load_run
 
     good = _run(server, tmp_path / "results")
     data = json.loads(good.read_text())
@@ -384,8 +384,8 @@ def test_nan_and_infinity_are_refused_on_load_naming_the_file(server, tmp_path, 
 
 def test_bench_never_writes_nan_or_infinity(server, tmp_path):
     from bench.errors import ResultsError
-    from bench.journal import RunWriter
-    from bench.store import load_run
+    from bench.results.journal import RunWriter
+    from bench.results.store import load_run
 
     results = tmp_path / "results"
     a, b = _run(server, results), _run(server, results)
@@ -406,7 +406,7 @@ def test_bench_never_writes_nan_or_infinity(server, tmp_path):
 
 @pytest.mark.parametrize("content", [b"\xff\xfe\x00binary", b"responses: " + b"[" * 5000, b"- a\n- b\n"])
 def test_a_bad_annotation_file_is_a_warning_not_a_crash(server, tmp_path, content):
-    from bench.quality import annotation_path
+    from bench.quality.annotations import annotation_path
 
     results = tmp_path / "results"
     good = _run(server, results)
@@ -427,7 +427,7 @@ def _copy_run(src: Path, dest: Path, run_id: str, started_at: str, **changes) ->
 
 
 def test_latest_is_the_newest_readable_run_by_started_at_skipping_unreadable_files(server, tmp_path):
-    from bench.store import find_run
+    from bench.results.store import find_run
 
     results = tmp_path / "results"
     a = _run(server, results)
@@ -470,7 +470,7 @@ def test_resume_latest_skips_a_planted_newer_file(server, tmp_path):
 
 
 def test_symlinks_in_results_are_skipped_with_a_warning(server, tmp_path):
-    from bench.store import find_run, load_all, load_run
+    from bench.results.store import find_run, load_all, load_run
 
     results = tmp_path / "results"
     a = _run(server, results)

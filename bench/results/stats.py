@@ -11,7 +11,7 @@ from typing import Iterable
 
 import numpy as np
 
-from bench.schema import Run, Sample
+from bench.results.schema import Run, Sample
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Launcher for one embedded llama-cpp-python server (runs in the child process).
 
-``python -m bench.llama_server SETTINGS.json`` does what ``python -m llama_cpp.server`` does, plus
+``python -m bench.runtimes.llama_server SETTINGS.json`` does what ``python -m llama_cpp.server`` does, plus
 what its command line cannot: it sets ``use_extra_bufts`` (llama.cpp's extra buffer types: weight
 repacking and AMX kernels), a field of the C struct ``llama_model_params`` that neither
 ``Llama()`` nor the server settings expose. llama-cpp-python 0.3.36 built natively on an AMX CPU

@@ -26,11 +26,17 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench import scoring
+from bench.analysis import scoring
 from bench.errors import BenchError
-from bench.schema import Run, Sample
-from bench.stats import decode_tps
-from bench.store import MAX_RESULTS_BYTES, find_run, load_all, load_run, parse_run
+from bench.results.schema import Run, Sample
+from bench.results.stats import decode_tps
+from bench.results.store import (
+    MAX_RESULTS_BYTES,
+    find_run,
+    load_all,
+    load_run,
+    parse_run,
+)
 
 # metric -> (label, extractor from a sample, higher is better)
 METRICS: dict[str, tuple[str, Callable[[Sample], float | None], bool]] = {
@@ -306,7 +312,7 @@ def _ranking_change(a: Side, b: Side) -> dict[str, Any]:
     if not a.runs or not b.runs:
         return out
     ra, rb = max(a.runs.values(), key=lambda r: r.run_id), max(b.runs.values(), key=lambda r: r.run_id)
-    from bench.quality import model_quality
+    from bench.quality.annotations import model_quality
 
     def qual(run: Run) -> dict[str, tuple[float, tuple[str, ...]]]:
         return {k: (q.combined, q.sources) for k, q in model_quality(run).items() if q.combined is not None}
@@ -360,7 +366,7 @@ def fmt_change(r: Row) -> str:
 
 def diff_markdown(d: Diff) -> str:
     """For pull-request comments: untrusted names escaped, one table."""
-    from bench.render import md_text
+    from bench.report.render import md_text
 
     lines = [
         f"### bench diff: {md_text(d.a)} → {md_text(d.b)}",

@@ -7,7 +7,7 @@ grow with the run. State changes (a model's status, the endpoints) are appended 
 At the end, on an interrupt and on resume, the journal is folded into the run file (one atomic
 rename) and removed; a run file whose journal is left by a crash is folded when it is loaded.
 
-Reading a journal back (and folding it into a loaded run) is :mod:`bench.store`'s job.
+Reading a journal back (and folding it into a loaded run) is :mod:`bench.results.store`'s job.
 
 A run has a lock (``.bench/locks/<run-id>.lock``, an advisory ``flock``): a second writer (a
 resume, a judge, a re-score) refuses with a message naming the holder. The kernel releases the
@@ -23,10 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from bench import store
 from bench.errors import BenchError, ResultsError
-from bench.schema import Run, Sample
-from bench.store import journal_path, work_dir
+from bench.results import store
+from bench.results.schema import Run, Sample
+from bench.results.store import journal_path, work_dir
 
 try:
     import fcntl

@@ -1,8 +1,8 @@
 """The results file format: one JSON file per run, raw per-request samples are the truth.
 
-Statistics are computed when a file is loaded (``bench.stats``), so a better statistic never
+Statistics are computed when a file is loaded (``bench.results.stats``), so a better statistic never
 needs a migration. A change to what is *stored* bumps ``SCHEMA_VERSION`` and adds an
-``_upgrade_to_N`` step in ``bench.store``.
+``_upgrade_to_N`` step in ``bench.results.store``.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.rubric import RubricResult
+from bench.results.rubric import RubricResult
 
-# History of the format (bump on any change to what is stored; add bench.store._upgrade_to_N):
+# History of the format (bump on any change to what is stored; add bench.results.store._upgrade_to_N):
 #   1 (bench 0.1.0): first version. Run metadata (git, machine, endpoints, models, config
 #     snapshot, workload hash) and per-request samples with TTFT, inter-token gaps, e2e,
 #     token counts and their source, output, and every HTTP attempt.
@@ -89,7 +89,7 @@ class Sample(_Model):
 
 
 class Judgement(_Model):
-    """One LLM-judge verdict on one distinct response (see bench.quality)."""
+    """One LLM-judge verdict on one distinct response (see bench.quality.annotations)."""
 
     response_id: str = Field(description="model/prompt_id/sha256-prefix of the output")
     model: str
@@ -181,5 +181,5 @@ def schema_text() -> str:
     return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
 
 
-if __name__ == "__main__":  # python -m bench.schema > bench/schemas/run.schema.json
+if __name__ == "__main__":  # python -m bench.results.schema > bench/results/schemas/run.schema.json
     print(schema_text(), end="")

@@ -18,17 +18,39 @@ import openai
 import psutil
 
 import bench
-from bench.client import RequestOptions, TokenCounter, list_models, make_client, run_request
-from bench import local
-from bench.config import Endpoint, Model, Plan, Prompt, plan_from_snapshot, rebind, redact_url
+from bench.config import (
+    Endpoint,
+    Model,
+    Plan,
+    Prompt,
+    plan_from_snapshot,
+    rebind,
+    redact_url,
+)
 from bench.errors import BenchError, ResultsError
-from bench.rubric import parse_rubric
-from bench.rubric import score as score_rubric
-from bench.machine import git_info, machine_info
-from bench.schema import EndpointInfo, ModelInfo, Run, Sample
-from bench.journal import RunWriter
-from bench.store import ensure_writable, work_dir, find_run, load_run, new_run_id, run_path, utcnow, workload
-
+from bench.measure.client import (
+    RequestOptions,
+    TokenCounter,
+    list_models,
+    make_client,
+    run_request,
+)
+from bench.measure.machine import git_info, machine_info
+from bench.results.journal import RunWriter
+from bench.results.rubric import parse_rubric
+from bench.results.rubric import score as score_rubric
+from bench.results.schema import EndpointInfo, ModelInfo, Run, Sample
+from bench.results.store import (
+    ensure_writable,
+    find_run,
+    load_run,
+    new_run_id,
+    run_path,
+    utcnow,
+    work_dir,
+    workload,
+)
+from bench.runtimes import embedded
 
 # Warmup uses its own prompt: a server that caches the last prompt (llama.cpp does) would
 # otherwise answer the first measured request, the same text, with a near-zero TTFT.
@@ -109,7 +131,7 @@ class Target:
     probe: EndpointInfo
     server: tuple[int, str] | None = None  # (pid, name) of a loopback server we can measure
     endpoint: Endpoint | None = None
-    embedded: local.LocalServer | None = None
+    embedded: embedded.LocalServer | None = None
     gone: str | None = None  # why the server stopped answering, once it has
     last_text: str | None = None  # the last user prompt sent (embedded: the server's cached prefix)
 
@@ -138,7 +160,7 @@ def _server_memory(target: Target, info: ModelInfo) -> Iterator[None]:
         return
     pid, name = target.server
     try:
-        sampler = local._MemorySampler(pid)
+        sampler = embedded._MemorySampler(pid)
     except Exception:  # noqa: BLE001 - the process went away
         yield
         return
@@ -157,7 +179,7 @@ def _server_memory(target: Target, info: ModelInfo) -> Iterator[None]:
 
 def _model_extra(m: Model) -> dict[str, Any]:
     extra: dict[str, Any] = {}
-    builtin = local.BUILTINS.get(m.path.removeprefix("builtin:")) if m.path and m.path.startswith("builtin:") else None
+    builtin = embedded.BUILTINS.get(m.path.removeprefix("builtin:")) if m.path and m.path.startswith("builtin:") else None
     if builtin:
         extra.update(quantization=builtin.quantization, parameters=builtin.parameters, source=builtin.source)
     if m.quantization:
@@ -183,7 +205,7 @@ def _new_run(plan: Plan) -> Run:
         models={
             m.key: ModelInfo(
                 name=m.name,
-                endpoint=local.EMBEDDED if m.embedded else plan.endpoint_of(m).name,
+                endpoint=embedded.EMBEDDED if m.embedded else plan.endpoint_of(m).name,
                 license=m.license,
                 capabilities=list(m.capabilities),
                 notes=m.notes,
@@ -214,7 +236,7 @@ def prepare(
     if resume is None:
         assert plan is not None
         if plan.uses_embedded:
-            local.check_runtime()
+            embedded.check_runtime()
         ensure_writable(plan.results_dir)
         run = _new_run(plan)
         return plan, RunWriter(run_path(plan.results_dir, run.run_id), run, new=True, journal=True, purpose="bench collect")
@@ -226,7 +248,7 @@ def prepare(
     ensure_writable(path.parent)
     resumed = rebind(plan_from_snapshot(run.config, path.parent), current)
     if resumed.uses_embedded:
-        local.check_runtime()
+        embedded.check_runtime()
     return resumed, RunWriter(path, run, new=False, journal=True, purpose="bench collect --resume")
 
 
@@ -279,7 +301,7 @@ def _collect(plan: Plan, writer: RunWriter, *, env: Mapping[str, str], reporter:
     for name, ep in plan.endpoints.items():
         client = make_client(ep, env)
         targets[name] = Target(client, TokenCounter(ep, client, env, plan.timeout_s), probe_endpoint(name, ep, client),
-                               local.loopback_server(ep.base_url), endpoint=ep)
+                               embedded.loopback_server(ep.base_url), endpoint=ep)
     # Latest probe replaces an older one for the same endpoint name (resume may re-probe).
     run.endpoints = [e for e in run.endpoints if e.name not in targets] + [t.probe for t in targets.values()]
     model_paths = preflight(plan, run, todo)
@@ -448,7 +470,7 @@ def preflight(plan: Plan, run: Run, todo: Mapping[str, list]) -> dict[str, Path]
         if not (m.embedded and todo[m.key]):
             continue
         try:
-            paths[m.key] = local.preflight(m.key, m.path or "", m.chat_format, plan.embedded.settings())
+            paths[m.key] = embedded.preflight(m.key, m.path or "", m.chat_format, plan.embedded.settings())
         except BenchError as e:
             run.models[m.key].status, run.models[m.key].reason = "failed", str(e)
     return paths
@@ -468,16 +490,16 @@ def _run_embedded(
     """Start the model's own llama.cpp server, run its cells, and always stop the server."""
     run = writer.run
     info = run.models[m.key]
-    log = log_dir(writer.path.parent) / f"{run.run_id}-{local._safe(m.key)}.log"
-    server = local.LocalServer(m.name, model_path, chat_format=m.chat_format, settings=plan.embedded.settings(),
+    log = log_dir(writer.path.parent) / f"{run.run_id}-{embedded._safe(m.key)}.log"
+    server = embedded.LocalServer(m.name, model_path, chat_format=m.chat_format, settings=plan.embedded.settings(),
                                log_path=log)
     try:
         try:
             facts = server.start()
-        except local.ServerStartError as e:
+        except embedded.ServerStartError as e:
             info.status, info.reason = "failed", str(e)
             return
-        ep = Endpoint(name=f"{local.EMBEDDED}:{m.key}", base_url=server.base_url)
+        ep = Endpoint(name=f"{embedded.EMBEDDED}:{m.key}", base_url=server.base_url)
         client = make_client(ep, env)
         probe = probe_endpoint(ep.name, ep, client)
         probe.server = f"{facts.runtime} (embedded)"

@@ -6,15 +6,15 @@ Definitions (docs: site_src/methodology.md):
   or empty first chunk does not count.
 * Inter-token gaps (``itl_s``): the gaps between consecutive content-bearing chunks after the first;
   TTFT is not one of them. When a server packs several tokens into a chunk, the per-token figure
-  (TPOT) is derived from token counts in ``bench.stats``.
+  (TPOT) is derived from token counts in ``bench.results.stats``.
 * End-to-end: request sent -> the end of the response.
 * A stream that ends without a ``finish_reason`` is a failed request ("truncated"); an answer
   with no content is failed ("empty"); a silence longer than the stall timeout cuts the stream
   ("stall"); a request longer than the request timeout is cut ("timeout"); a malformed answer
-  fails ("protocol"), and so does one past bench's output bounds ("runaway", see bench.stream).
+  fails ("protocol"), and so does one past bench's output bounds ("runaway", see bench.measure.stream).
 
 The timed request is bench's own: an httpx request sent on the openai client's connection pool
-(its transport, its keys), read as raw bytes by ``bench.stream`` so that times are taken as bytes
+(its transport, its keys), read as raw bytes by ``bench.measure.stream`` so that times are taken as bytes
 arrive and nothing a server sends can grow without bound. The openai client does the rest
 (listing models). Redirects are never followed: the key goes only to the configured origin.
 """
@@ -33,9 +33,7 @@ import openai
 
 from bench.config import Endpoint, Generation
 from bench.errors import ResponseError
-from bench.schema import Attempt, Sample
-from bench.store import utcnow
-from bench.stream import (
+from bench.measure.stream import (
     ChatStreamReader,
     Limits,
     Usage,
@@ -45,6 +43,8 @@ from bench.stream import (
     read_bounded,
     read_prefix,
 )
+from bench.results.schema import Attempt, Sample
+from bench.results.store import utcnow
 
 RETRYABLE = {"rate_limited", "server_error"}
 _MAX_DETAIL = 500
@@ -234,7 +234,7 @@ def _headers(client: openai.OpenAI, accept: str) -> dict[str, str]:
     headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
     auth = getattr(client, "auth_headers", None)
     headers.update(auth if isinstance(auth, dict) else {"Authorization": f"Bearer {client.api_key}"})
-    # Raw bytes are read: no compression (a compressed answer is refused, see bench.stream).
+    # Raw bytes are read: no compression (a compressed answer is refused, see bench.measure.stream).
     headers.update({"Accept": accept, "Accept-Encoding": "identity", "Content-Type": "application/json"})
     return headers
 

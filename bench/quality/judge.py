@@ -10,16 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from bench.client import make_client, measure_plain
 from bench.config import Endpoint, Generation, redact_url
 from bench.errors import EndpointError
-from bench.quality import (
-    JUDGE_PROMPT_HASH, JUDGE_PROMPT_VERSION, judge_messages, parse_verdict, response_id, same_model,
+from bench.measure.client import make_client, measure_plain
+from bench.measure.runner import probe_endpoint
+from bench.quality.annotations import (
+    JUDGE_PROMPT_HASH,
+    JUDGE_PROMPT_VERSION,
+    judge_messages,
+    parse_verdict,
+    response_id,
+    same_model,
 )
-from bench.runner import probe_endpoint
-from bench.schema import Judgement
-from bench.journal import RunWriter
-from bench.store import utcnow
+from bench.results.journal import RunWriter
+from bench.results.schema import Judgement
+from bench.results.store import utcnow
 
 
 @dataclass

@@ -13,18 +13,20 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from bench import charts, quality, scoring
-from bench.schema import Run, schema_text
-from bench.stats import ModelStats, run_stats
-from bench.store import LoadProblem, finite, load_all
+from bench.analysis import scoring
+from bench.quality import annotations
+from bench.report import charts
+from bench.results.schema import Run, schema_text
+from bench.results.stats import ModelStats, run_stats
+from bench.results.store import LoadProblem, finite, load_all
 
 REPORT_DIR = "report"  # generated pages live in <docs_dir>/report/ plus the generated <docs_dir>/index.md
 MARKER = ".bench-generated"
@@ -148,7 +150,7 @@ class RunView:
     run: Run
     stats: list[ModelStats]
     slug: str
-    quality: dict[str, quality.ModelQuality]
+    quality: dict[str, annotations.ModelQuality]
     agreement: dict[str, Any]
     manual: dict[str, int]
 
@@ -165,7 +167,7 @@ class RunView:
 
 def _env() -> Environment:
     env = Environment(
-        loader=PackageLoader("bench", "templates"),
+        loader=PackageLoader("bench.report", "templates"),
         undefined=StrictUndefined,
         autoescape=False,
         finalize=_finalize,
@@ -254,8 +256,8 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     views = []
     for r in sorted(runs, key=lambda r: r.run_id):
         m = manual.get(r.run_id, {})
-        views.append(RunView(r, run_stats(r), slug(r.run_id), quality.model_quality(r, m),
-                             quality.agreement(r, m), m))
+        views.append(RunView(r, run_stats(r), slug(r.run_id), annotations.model_quality(r, m),
+                             annotations.agreement(r, m), m))
     latest = views[-1] if views else None
     rankings: list[scoring.Ranking] = []
     if latest is not None:
@@ -308,7 +310,7 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
 
 def _changes(views: list[RunView]) -> dict[str, Any]:
     """Latest run vs the previous comparable one (same workload, same machine)."""
-    from bench import compare
+    from bench.analysis import compare
 
     if not views:
         return {"change": None, "previous": None}
@@ -406,7 +408,7 @@ def _judgements(view: RunView, model: str, prompt_id: str) -> list[Any]:
 
 
 def _manual_for(view: RunView, sample: Any) -> int | None:
-    return view.manual.get(quality.response_id(sample.model, sample.prompt_id, sample.output))
+    return view.manual.get(annotations.response_id(sample.model, sample.prompt_id, sample.output))
 
 
 def _outputs(view: RunView, model: str, prompt_id: str) -> list[Any]:
@@ -581,7 +583,7 @@ def write_pages(pages: Mapping[str, str], docs_dir: Path, prefix: str = REPORT_D
     and never follows a symlink there: a hand-written page in the way is an error, never overwritten.
     """
     from bench.errors import BenchError
-    from bench.store import atomic_write
+    from bench.results.store import atomic_write
 
     report, marker = docs_dir / prefix, docs_dir / prefix / MARKER
     for p in (report, marker):
@@ -617,8 +619,8 @@ def render(results_dir: Path, docs_dir: Path, profiles: Mapping[str, scoring.Pro
     for r in runs:
         path = results_dir / f"{r.run_id}.json"
         try:
-            manual[r.run_id] = quality.manual_scores(path)
-        except quality.AnnotationError as e:
-            problems.append(LoadProblem(quality.annotation_path(path), str(e)))
+            manual[r.run_id] = annotations.manual_scores(path)
+        except annotations.AnnotationError as e:
+            problems.append(LoadProblem(annotations.annotation_path(path), str(e)))
     pages = build_pages(runs, problems, profiles or load_profiles(), manual=manual)
     return write_pages(pages, docs_dir), problems

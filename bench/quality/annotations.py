@@ -1,4 +1,4 @@
-"""Quality: rubric scores (bench.rubric), manual annotations, an LLM judge, and their agreement.
+"""Quality: rubric scores (bench.results.rubric), manual annotations, an LLM judge, and their agreement.
 
 Three sources, each on its own scale, combined per model for the selection framework:
 
@@ -28,8 +28,8 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import LiteralScalarString
 
 from bench.errors import ConfigError, ResultsError
-from bench.schema import Run, Sample
-from bench.store import atomic_write, read_bounded
+from bench.results.schema import Run, Sample
+from bench.results.store import atomic_write, read_bounded
 
 MAX_ANNOTATION_BYTES = 32 * 2**20
 

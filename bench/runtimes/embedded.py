@@ -156,7 +156,7 @@ def preflight(label: str, path: str, chat_format: str | None, settings: "Setting
 
     Raises ConfigError with one line naming the model and what to change.
     """
-    from bench import gguf
+    from bench.runtimes import gguf
 
     try:
         model_path = resolve_model_path(path)
@@ -375,7 +375,7 @@ class LocalServer:
                 "facts": str(self._workdir / "facts.json")}
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "bench.llama_server", str(self._workdir / "settings.json")]
+        return [sys.executable, "-m", "bench.runtimes.llama_server", str(self._workdir / "settings.json")]
 
     def log_tail(self, lines: int = 8) -> str:
         try:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from bench.client import make_client, measure_plain
 from bench.config import Generation, Plan
-from bench.runner import model_listed, probe_endpoint, unknown_model_reason
+from bench.measure.client import make_client, measure_plain
+from bench.measure.runner import model_listed, probe_endpoint, unknown_model_reason
 
 PROBE_PROMPT = [{"role": "user", "content": "Reply with the single word OK."}]
 

@@ -2,7 +2,7 @@
 
 Loop-free: render rewrites only pages whose content changed. A results file that cannot be read is
 a warning naming the file (the other runs still render), which `mkdocs build --strict` turns into
-a failure. Enabled in mkdocs.yml with ``hooks: [bench/mkdocs_hook.py]``.
+a failure. Enabled in mkdocs.yml with ``hooks: [bench/report/mkdocs_hook.py]``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from bench.render import render
+from bench.report.render import render
 
 log = logging.getLogger("mkdocs.hooks.bench")
 

@@ -17,8 +17,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.schema import Run
-from bench.stats import ModelStats, run_stats
+from bench.results.schema import Run
+from bench.results.stats import ModelStats, run_stats
 
 DIMENSIONS = ("latency", "throughput", "memory", "quality", "footprint", "license")
 DIMENSION_INFO = {

@@ -6,10 +6,10 @@ import csv
 import io
 from typing import Mapping
 
-from bench import scoring
-from bench.render import fmt_bytes, md_text, reason
-from bench.schema import Run
-from bench.stats import run_stats
+from bench.analysis import scoring
+from bench.report.render import fmt_bytes, md_text, reason
+from bench.results.schema import Run
+from bench.results.stats import run_stats
 
 CSV_COLUMNS = [
     "model", "status", "license", "requests", "ok", "failed", "ttft_p50_s", "ttft_p95_s", "itl_p50_s",

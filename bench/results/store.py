@@ -19,7 +19,14 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from bench.errors import ResultsError
-from bench.schema import SCHEMA_VERSION, EndpointInfo, ModelInfo, Run, Sample, Workload
+from bench.results.schema import (
+    SCHEMA_VERSION,
+    EndpointInfo,
+    ModelInfo,
+    Run,
+    Sample,
+    Workload,
+)
 
 
 def utcnow() -> str:
@@ -322,7 +329,7 @@ def read_bounded(path: Path, limit: int = MAX_RESULTS_BYTES) -> bytes:
 
 
 # ----------------------------------------------------------------------------- journals (read side)
-# bench.journal writes them; a run a crash left unfolded is completed from its journal on load.
+# bench.results.journal writes them; a run a crash left unfolded is completed from its journal on load.
 
 WORK_DIR = ".bench"
 MAX_RECORD = 64 << 20  # a longer journal line is not one bench wrote

@@ -39,7 +39,15 @@ import functools
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 RUBRIC_ENGINE_VERSION = 1
 FLAGS = re.IGNORECASE | re.DOTALL

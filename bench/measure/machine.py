@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.schema import GitInfo, Machine
+from bench.results.schema import GitInfo, Machine
 
 
 def _cpu_model() -> str | None:

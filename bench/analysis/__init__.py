@@ -1,0 +1,1 @@
+"""Analysis: comparisons between runs and the selection framework's scores."""

@@ -1,0 +1,1 @@
+"""Measure: the timed client, scenarios and the runner."""

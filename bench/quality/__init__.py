@@ -1,0 +1,1 @@
+"""Quality: manual annotations and the LLM judge."""

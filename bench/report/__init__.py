@@ -1,0 +1,1 @@
+"""Report: pages, charts and exports rendered from results."""

@@ -1,0 +1,1 @@
+"""Runtimes: what bench knows about each kind of server, behind one protocol."""
