@@ -43,8 +43,7 @@ from bench.measure.stream import (
     read_bounded,
     read_prefix,
 )
-from bench.results.schema import Attempt, Sample
-from bench.results.store import utcnow
+from bench.results.schema import Attempt, Sample, utcnow
 
 RETRYABLE = {"rate_limited", "server_error"}
 _MAX_DETAIL = 500

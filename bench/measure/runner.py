@@ -39,14 +39,13 @@ from bench.measure.machine import git_info, machine_info
 from bench.results.journal import RunWriter
 from bench.results.rubric import parse_rubric
 from bench.results.rubric import score as score_rubric
-from bench.results.schema import EndpointInfo, ModelInfo, Run, Sample
+from bench.results.schema import EndpointInfo, ModelInfo, Run, Sample, utcnow
 from bench.results.store import (
     ensure_writable,
     find_run,
     load_run,
     new_run_id,
     run_path,
-    utcnow,
     work_dir,
     workload,
 )

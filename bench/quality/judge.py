@@ -23,8 +23,7 @@ from bench.quality.annotations import (
     same_model,
 )
 from bench.results.journal import RunWriter
-from bench.results.schema import Judgement
-from bench.results.store import utcnow
+from bench.results.schema import Judgement, utcnow
 
 
 @dataclass

@@ -7,11 +7,18 @@ needs a migration. A change to what is *stored* bumps ``SCHEMA_VERSION`` and add
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.results.rubric import RubricResult
+
+
+def utcnow() -> str:
+    """A timestamp as results files store them: ISO 8601, UTC, milliseconds, "Z"."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
 
 # History of the format (bump on any change to what is stored; add bench.results.store._upgrade_to_N):
 #   1 (bench 0.1.0): first version. Run metadata (git, machine, endpoints, models, config

@@ -29,10 +29,6 @@ from bench.results.schema import (
 )
 
 
-def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def new_run_id(now: datetime | None = None) -> str:
     """Unique and sortable by time: 20261122T021631.123Z-3fa9c2."""
     now = now or datetime.now(timezone.utc)
