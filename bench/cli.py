@@ -169,7 +169,7 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
     """Run the model x prompt matrix and write results/<run-id>.json."""
     env = os.environ
     if resume:
-        rdir = results_dir or Path(env.get("BENCH_RESULTS_DIR") or "results")
+        rdir = config_mod.results_dir(results_dir, env)
         resume = str(_find_run(rdir, resume))
         # Servers and keys come from your configuration, never from the run file.
         current = config_mod.resolve(config_path, env=env, endpoint=endpoint, results_dir=rdir,
@@ -226,7 +226,7 @@ def _render_after_collect(results_dir: Path, quiet: bool) -> None:
         if not quiet:
             err.print("note: no site_src/ here, so no pages were rendered (bench render --out DIR renders them)")
         return
-    site_results = Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
+    site_results = config_mod.results_dir()
     if results_dir.resolve() != site_results.resolve():
         # The site is built from the project's results; pages from another folder would be replaced
         # by the next `mkdocs build` anyway, and must not overwrite the project's.
@@ -253,7 +253,7 @@ def render(results_dir: Path | None, out: Path, config_path: Path | None, strict
     """Render results into Markdown pages (index.md and report/) for MkDocs or Zensical."""
     from bench.report.render import render as do_render
 
-    rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
+    rdir = config_mod.results_dir(results_dir)
     report, problems = do_render(rdir, out, config_mod.load_profiles(config_path))
     for message in [p.message for p in problems] + report.warnings:
         err.print(Text(f"warning: {message}", style="yellow"))
@@ -272,7 +272,7 @@ def export(run_ref: str, results_dir: Path | None, fmt: str, output: Path | None
     """Write one run as a standalone benchmark_report.md or a CSV (one row per model)."""
     from bench.report.export import export_csv, export_markdown
 
-    rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
+    rdir = config_mod.results_dir(results_dir)
     run = store.load_run(_find_run(rdir, run_ref))
     output = output or Path(f"benchmark_report.{fmt}")
     text = export_markdown(run, config_mod.load_profiles()) if fmt == "md" else export_csv(run)
@@ -289,7 +289,7 @@ def export(run_ref: str, results_dir: Path | None, fmt: str, output: Path | None
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 def show(run_ref: str, results_dir: Path | None, as_json: bool) -> None:
     """Summarize one run per model: requests, TTFT, ITL, e2e, decode tokens/s."""
-    rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
+    rdir = config_mod.results_dir(results_dir)
     run = store.load_run(_find_run(rdir, run_ref))
     if as_json:
         payload = {
@@ -374,7 +374,7 @@ def local_serve(config_path: Path | None, models: str | None) -> None:
 
 
 def _load_for_update(run_ref: str, results_dir: Path | None) -> tuple[Path, RunWriter]:
-    rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
+    rdir = config_mod.results_dir(results_dir)
     path = _find_run(rdir, run_ref)
     run = store.load_run(path)
     # Holds the run's lock until the process ends: a running collect or judge of it refuses us.
@@ -476,7 +476,7 @@ def diff_cmd(a: str | None, b: str | None, results_dir: Path | None, by_prompt: 
     """
     from bench.analysis import compare
 
-    rdir = results_dir or Path(os.environ.get("BENCH_RESULTS_DIR") or "results")
+    rdir = config_mod.results_dir(results_dir)
     if not (math.isfinite(threshold) and threshold > 0):
         raise BenchError("--threshold must be a positive fraction, e.g. 0.05 for 5%")
     if a is None:

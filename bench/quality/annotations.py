@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import LiteralScalarString
@@ -30,6 +29,7 @@ from ruamel.yaml.scalarstring import LiteralScalarString
 from bench.errors import ConfigError, ResultsError
 from bench.results.schema import Run, Sample
 from bench.results.store import atomic_write, read_bounded
+from bench.util.yamlio import yaml
 
 MAX_ANNOTATION_BYTES = 32 * 2**20
 
@@ -65,13 +65,6 @@ def _responses(run: Run) -> list[tuple[str, Sample]]:
     return list(seen.items())
 
 
-def _yaml() -> YAML:
-    y = YAML(typ="rt")
-    y.width = 100
-    y.indent(mapping=2, sequence=4, offset=2)
-    y.allow_duplicate_keys = False
-    return y
-
 
 def read_annotations(path: Path) -> CommentedMap | None:
     """Parse and validate an annotation file (None if it does not exist)."""
@@ -80,7 +73,7 @@ def read_annotations(path: Path) -> CommentedMap | None:
     if not path.is_file():
         return None
     try:
-        data = _yaml().load(read_bounded(path, MAX_ANNOTATION_BYTES).decode("utf-8"))
+        data = yaml().load(read_bounded(path, MAX_ANNOTATION_BYTES).decode("utf-8"))
     except ResultsError as e:
         raise AnnotationError(str(e)) from None
     except UnicodeDecodeError:
@@ -135,7 +128,7 @@ def update_annotations(run: Run, run_file: Path, path: Path | None = None) -> tu
         data["responses"].append(entry)
         added += 1
     buf = io.StringIO()
-    _yaml().dump(data, buf)
+    yaml().dump(data, buf)
     atomic_write(path, buf.getvalue())
     return path, added, len(known)
 

@@ -8,9 +8,9 @@ a failure. Enabled in mkdocs.yml with ``hooks: [bench/report/mkdocs_hook.py]``.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
+from bench.config import results_dir
 from bench.report.render import render
 
 log = logging.getLogger("mkdocs.hooks.bench")
@@ -22,7 +22,7 @@ def on_pre_build(config, **kwargs) -> None:
     from bench.errors import BenchError
 
     root = Path(config.config_file_path).parent
-    results = Path(os.environ.get("BENCH_RESULTS_DIR") or root / "results")
+    results = results_dir(default=root / "results")
     try:
         report, problems = render(results, Path(config.docs_dir))
     except BenchError as e:
