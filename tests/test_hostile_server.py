@@ -294,6 +294,15 @@ def test_usage_far_past_max_tokens_is_runaway(server):
     assert s.error == "runaway"
 
 
+def test_the_largest_count_is_a_count_and_one_more_is_not(server):
+    # Found by the fuzz test below: 2**31 - 1 is a token count (a runaway here), 2**31 is not one.
+    for n, kind in ((2**31 - 1, "runaway"), (2**31, "protocol")):
+        server.set_model("m", Script(sse=sse()[:-2] + [data(usage(prompt_tokens=0, completion_tokens=n)),
+                                                         "data: [DONE]\n\n"]))
+        s = request(server, max_tokens=10)
+        assert s.error == kind, (n, s.error, s.error_detail)
+
+
 def test_a_plain_answer_that_never_ends_is_cut(server):
     server.set_model("m", Script(flood_bytes=64 * 1024, flood_s=4))
     t = time.monotonic()

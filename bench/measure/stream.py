@@ -41,7 +41,7 @@ RUNAWAY_FACTOR = 4  # content chunks / completion tokens kept, per max_tokens as
 CHARS_PER_TOKEN = 64  # output characters kept per token of that cap ...
 MIN_TEXT_CHARS = 64 * 1024  # ... but never fewer than this
 MIN_RESPONSE_BYTES = 16 << 20
-MAX_REPORTED_TOKENS = 2**31 - 1  # a token count at or past this is not a count
+MAX_REPORTED_TOKENS = 2**31  # a token count at or past this is not a count (int32 holds up to 2**31 - 1)
 MAX_ERROR_BYTES = 64 * 1024  # what is read of an HTTP error body
 
 _EOL = re.compile(rb"\r\n|\r|\n")
