@@ -31,6 +31,8 @@ POST /extras/tokenize      only with tokenize=True.  Body {"input": text}
                            [0..n-1], "count": n} with n = len(text.split()),
                            i.e. one token per whitespace-separated word, which
                            matches the default "tokN " pieces exactly.
+routes[(METHOD, PATH)]     extra routes a test adds (a runtime's own API): a (status, JSON)
+                           pair, or a function of the request body returning one.
 anything else              404 with an OpenAI-style error body.
 
 Control endpoints (for the subprocess mode; not recorded, never "down"):
@@ -367,6 +369,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send_json(200, fake.tokenize_reply)
             n = len(text.split())
             return self._send_json(200, {"tokens": list(range(n)), "count": n})
+        if (method, path) in fake.routes:  # a runtime's own routes: (status, JSON) or body -> (status, JSON)
+            reply = fake.routes[(method, path)]
+            status, obj = reply(body) if callable(reply) else reply
+            return self._send_json(status, obj)
         return self._send_error(404, f"Unknown endpoint: {method} {path}", code="not_found")
 
     def _control(self, path: str, method: str, body: Any):
@@ -584,6 +590,7 @@ class FakeServer:
         self.down = False
         self.redirects: dict[str, tuple[int, str]] = {}
         self.tokenize_reply: Any = None
+        self.routes: dict[tuple[str, str], Any] = {}
         self._ids = 0
         self._conns: set[socket.socket] = set()
         self._stop_event = threading.Event()

@@ -29,10 +29,13 @@ GOOD = ["Retrieval augmented generation retrieves relevant documents from an ext
         "The model then generates an answer grounded in them."]
 
 
-def test_default_prompts_are_scored_at_collect_time(server):
+def test_default_prompts_are_scored_from_the_stored_outputs_on_load(server):
     server.set_model("good", Script(tokens=GOOD))
     server.set_model("bad", Script(tokens=["The cat sat on the mat."]))
-    run = collect(server, "good,bad", rounds=1, warmup=0).run
+    out = collect(server, "good,bad", rounds=1, warmup=0)
+    assert all(s.rubric is None for s in out.run.samples)  # the runner measures; it does not score
+    assert not any("rubric" in s for s in json.loads(out.path.read_text())["samples"])  # never stored
+    run = store.load_run(out.path)
     q = model_quality(run)
     assert q["good"].rubric > q["bad"].rubric
     s = next(s for s in run.samples if s.model == "good" and s.prompt_id == "rag-two-sentences")
@@ -199,12 +202,15 @@ def test_version_1_files_are_upgraded(server):
     server.set_model("m", Script())
     out = collect(server, "m", rounds=1, warmup=0)
     data = json.loads(out.path.read_text())
-    data["schema_version"] = 1
+    data["schema_version"] = 1  # as version 1 wrote it: no quality, no cache control, no scenario
     data.pop("judgements")
     data["workload"].pop("prompt_cache")
+    data["workload"].pop("scenario")
+    for p in data["workload"]["prompts"]:
+        p.pop("rubric", None)
     for s in data["samples"]:
-        s.pop("rubric")
         s.pop("cache_nonce")
+        s.pop("scenario")
     out.path.write_text(json.dumps(data))
     run = store.load_run(out.path)
     assert run.schema_version == store.SCHEMA_VERSION and run.judgements == [] and run.samples[0].rubric is None

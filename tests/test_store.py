@@ -110,3 +110,33 @@ def test_unwritable_results_dir(tmp_path):
     blocker.write_text("")
     with pytest.raises(ResultsError, match="not writable.*--results-dir"):
         store.ensure_writable(blocker / "results")
+
+
+def test_committed_default_runs_keep_their_workload_hash_and_stay_comparable():
+    """Schema 4 adds the scenario; the sequential matrix is left out of the hash, so the committed
+    runs (schema 1-3) keep theirs, and a new default run hashes like the latest of them."""
+    from bench.analysis.compare import Side, diff
+    from bench.config import resolve
+    from bench.measure.scenarios import get
+
+    root = Path(__file__).resolve().parent.parent / "results"
+    committed = sorted(root.glob("*.json"))
+    assert committed, "the repository ships default runs in results/"
+    for path in committed:
+        stored = json.loads(path.read_text())["workload"]["hash"]
+        run = store.load_run(path)
+        assert run.workload.hash == stored and run.workload.scenario == {"name": "sequential"}
+        recomputed = store.workload(run.workload.prompts, run.workload.generation,
+                                    "cold" if run.workload.prompt_cache == "unknown" else run.workload.prompt_cache)
+        if run.workload.prompt_cache != "unknown":  # v1/v2 hashes predate the prompt-cache field
+            assert recomputed.hash == stored
+    latest = store.load_run(committed[-1])
+    plan = resolve(None, env={})  # the default embedded plan: the workload `bench collect` measures
+    new = store.workload([p.model_dump(exclude_none=True) for p in plan.prompts], plan.generation.model_dump(),
+                         plan.prompt_cache, get(plan.scenario).params())
+    assert new.hash == latest.workload.hash
+    d = diff(Side("a", {m: latest for m in latest.models}), Side("b", {m: latest for m in latest.models}))
+    assert d.rows and all(r.status != "not comparable" for r in d.rows)
+    other = store.workload([p.model_dump(exclude_none=True) for p in plan.prompts], plan.generation.model_dump(),
+                           plan.prompt_cache, {"name": "closed-loop", "concurrency": [1, 4]})
+    assert other.hash != new.hash  # any other scenario is a different workload

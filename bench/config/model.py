@@ -36,11 +36,21 @@ class Endpoint(_Strict):
     name: str
     base_url: str
     api_key_env: str = DEFAULT_KEY_ENV
+    runtime: str | None = Field(None, description="force a runtime instead of detecting it (see bench.runtimes)")
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, v: str) -> str:
         return check_base_url(v)
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime_name(cls, v: str | None) -> str | None:
+        from bench import runtimes
+
+        if v is not None and v not in runtimes.names():
+            raise ValueError(f"unknown runtime '{v}'; known: {', '.join(runtimes.names())}")
+        return v
 
     @field_validator("api_key_env")
     @classmethod
@@ -146,6 +156,7 @@ class Plan:
     overrides: dict[str, Any] = field(default_factory=dict)
     embedded: Embedded = field(default_factory=Embedded)
     prompt_cache: str = "cold"
+    scenario: str = "sequential"
     notes: tuple[str, ...] = ()  # what a resume took from the user's config instead of the run file
 
     def endpoint_of(self, model: Model) -> Endpoint:
@@ -177,4 +188,5 @@ class Plan:
             "max_consecutive_failures": self.max_consecutive_failures,
             "embedded": self.embedded.model_dump(),
             "prompt_cache": self.prompt_cache,
+            "scenario": self.scenario,
         }

@@ -269,6 +269,7 @@ def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path) -> Plan:
             overrides=dict(snapshot.get("overrides") or {}),
             embedded=Embedded.model_validate(snapshot.get("embedded") or {}),
             prompt_cache=str(snapshot.get("prompt_cache") or "cold"),
+            scenario=str(snapshot.get("scenario") or "sequential"),
         ))
     except ValidationError as e:  # its text would repeat the stored values: show only what is wrong
         first = e.errors()[0]

@@ -31,23 +31,16 @@ from urllib.parse import parse_qsl
 
 import openai
 
-from bench.config import Endpoint, Generation
+from bench.config import Endpoint, Generation, redact_url
 from bench.errors import ResponseError
-from bench.measure.stream import (
-    ChatStreamReader,
-    Limits,
-    Usage,
-    check_encoding,
-    excerpt,
-    parse_completion,
-    read_bounded,
-    read_prefix,
-)
+from bench.measure.stream import ChatStreamReader, Limits, Usage, parse_completion
 from bench.results.schema import Attempt, Sample, utcnow
+from bench.runtimes import Connection, Runtime
+from bench.runtimes.generic import OpenAICompatible
+from bench.util.bounded import check_encoding, excerpt, read_bounded, read_prefix
 
 RETRYABLE = {"rate_limited", "server_error"}
 _MAX_DETAIL = 500
-MAX_TOKENIZE_BYTES = 1 << 20  # a tokenize answer larger than this is not a tokenizer
 DRAIN_S = 1.0  # after [DONE], how long the rest of a body may take before the connection is dropped
 
 
@@ -238,46 +231,13 @@ def _headers(client: openai.OpenAI, accept: str) -> dict[str, str]:
     return headers
 
 
-MAX_MODELS_BYTES = 4 << 20  # a /models answer larger than this is not a model list
-MAX_MODELS = 10_000
-
-
-@dataclass
-class ModelList:
-    status: int | None = None  # None: the server could not be reached
-    server: str | None = None  # its Server header, untrusted text (bounded)
-    ids: list[str] = field(default_factory=list)
-    error: str | None = None
-
-
-def list_models(client: openai.OpenAI, timeout_s: float) -> ModelList:
-    """GET /models on the configured origin: bounded in size and time, never raises, follows no
-    redirect (a key goes nowhere else)."""
-    out = ModelList()
-    http = http_client(client)
-    try:
-        request = http.build_request("GET", str(client.base_url).rstrip("/") + "/models",
-                                     params=client.default_query or None,
-                                     headers=_headers(client, "application/json"), timeout=timeout_s)
-        response = http.send(request, stream=True, follow_redirects=False)
-        try:
-            out.status, out.server = response.status_code, excerpt(response.headers.get("server") or "") or None
-            if response.status_code != 200:
-                out.error = f"GET /models answered HTTP {response.status_code}"
-                return out
-            body = read_bounded(response, MAX_MODELS_BYTES, time.perf_counter_ns() + int(timeout_s * 1e9))
-        finally:
-            response.close()
-        data = json.loads(body)
-        items = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            raise ValueError("no 'data' list")
-        out.ids = sorted({m["id"][:200] for m in items[:MAX_MODELS] if isinstance(m, dict) and isinstance(m.get("id"), str)})
-    except _http_errors(client) as e:
-        out.status, out.error = None, f"{type(e).__name__}: {excerpt(str(e))}"
-    except (ResponseError, ValueError, RecursionError) as e:
-        out.error = f"GET /models returned something unexpected: {excerpt(str(e))}"
-    return out
+def connection(client: openai.OpenAI) -> Connection:
+    """The openai client's origin, key and connection pool, for a runtime's own requests."""
+    base = str(client.base_url).rstrip("/")
+    headers = {k: v for k, v in _headers(client, "application/json").items()
+               if k not in ("Accept", "Accept-Encoding", "Content-Type")}
+    return Connection(base_url=base, http=http_client(client), headers=headers, query=dict(client.default_query or {}),
+                      transport_errors=_http_errors(client), shown=redact_url(base))
 
 
 def _send(client: openai.OpenAI, body: dict, accept: str, read_s: float, dog: _Watchdog) -> tuple[int, Any]:
@@ -441,68 +401,23 @@ def measure_plain(
 class TokenCounter:
     """Counts tokens when the server's stream carried no usage, by the best means available.
 
-    1. the server's tokenize endpoint (llama-cpp-python ``/extras/tokenize``, llama.cpp and vLLM
-       ``/tokenize``), with the tokens it adds to an empty text (BOS) subtracted;
+    1. the runtime's tokenizer (``Runtime.count_tokens``: llama-cpp-python ``/extras/tokenize``,
+       llama.cpp and vLLM ``/tokenize``, ...);
     2. a non-streamed usage probe of the same request, trusted only when it returns the very
        same text (deterministic settings);
     3. the number of content chunks, the last resort (wrong when chunks carry several tokens).
     """
 
-    def __init__(self, endpoint: Endpoint, client: openai.OpenAI, env: Any, timeout_s: float):
-        self.root = endpoint.base_url.partition("?")[0].rstrip("/")
-        if self.root.endswith("/v1"):
-            self.root = self.root[:-3]
-        key = env.get(endpoint.api_key_env)
-        self.headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-        if key:
-            self.headers["Authorization"] = f"Bearer {key}"
+    def __init__(self, endpoint: Endpoint, client: openai.OpenAI, env: Any, timeout_s: float,
+                 runtime: Runtime | None = None):
         self.client = client
         self.timeout_s = timeout_s
-        self._tokenize: Callable[[str, str], int] | None | bool = False  # False: not yet probed
-        self._baseline: dict[str, int] = {}
+        self.runtime = runtime or OpenAICompatible(connection(client))
         self._probes: dict[tuple[str, str], tuple[str, Any]] = {}
         self._prompt_tokens: dict[tuple[str, str], int | None] = {}
 
-    def _post(self, path: str, body: dict) -> Any:
-        """POST to the configured origin only: a redirect is an answer of its own (no tokenizer)."""
-        timeout = min(self.timeout_s, 30)
-        deadline = time.perf_counter_ns() + int(timeout * 1e9)
-        with http_client(self.client).stream(
-            "POST", self.root + path, json=body, headers=self.headers, timeout=timeout, follow_redirects=False
-        ) as resp:
-            if resp.status_code != 200:
-                raise ValueError(f"HTTP {resp.status_code}")
-            return json.loads(read_bounded(resp, MAX_TOKENIZE_BYTES, deadline))
-
-    def _find_tokenizer(self, model: str) -> Callable[[str, str], int] | None:
-        shapes: list[tuple[str, Callable[[str, str], dict], Callable[[Any], Any]]] = [
-            ("/extras/tokenize", lambda mm, t: {"input": t, "model": mm}, _token_list_length),
-            ("/tokenize", lambda mm, t: {"model": mm, "prompt": t}, _token_count_field),
-            ("/tokenize", lambda mm, t: {"content": t}, _token_list_length),
-        ]
-        for path, body, count in shapes:
-
-            def tokenize(mm: str, t: str, path=path, body=body, count=count) -> int:
-                return plausible_token_count(count(self._post(path, body(mm, t))), t)
-
-            try:
-                tokenize(model, "hello world")
-            except Exception:  # noqa: BLE001 - any failure means: not this shape
-                continue
-            return tokenize
-        return None
-
     def count_tokens(self, model: str, text: str) -> int | None:
-        if self._tokenize is False:
-            self._tokenize = self._find_tokenizer(model)
-        if not self._tokenize:
-            return None
-        try:
-            if model not in self._baseline:
-                self._baseline[model] = self._tokenize(model, "")  # type: ignore[operator]
-            return max(0, self._tokenize(model, text) - self._baseline[model])  # type: ignore[operator]
-        except Exception:  # noqa: BLE001
-            return None
+        return self.runtime.count_tokens(model, text)
 
     def prompt_tokens(self, model: str, messages: list[dict], gen: Generation) -> int | None:
         """Prompt tokens (chat template included) from a cheap non-streamed 1-token request."""
@@ -520,25 +435,6 @@ class TokenCounter:
             m = measure_plain(self.client, model, messages, gen, self.timeout_s)
             self._probes[key] = (m.output, m.usage if m.error is None else None)
         return self._probes[key]
-
-
-def _token_list_length(answer: Any) -> int:
-    tokens = answer.get("tokens") if isinstance(answer, dict) else None
-    if not isinstance(tokens, list):
-        raise ValueError("no token list")
-    return len(tokens)
-
-
-def _token_count_field(answer: Any) -> Any:
-    return answer["count"] if isinstance(answer, dict) and "count" in answer else _token_list_length(answer)
-
-
-def plausible_token_count(n: Any, text: str) -> int:
-    """A tokenizer's count for ``text``, if it can be one: an integer, at least 1 for a non-empty
-    text, at most one token per UTF-8 byte plus a few special tokens; else ValueError."""
-    if isinstance(n, bool) or not isinstance(n, int) or not (1 if text else 0) <= n <= len(text.encode()) + 16:
-        raise ValueError(f"not a token count for {len(text)} characters: {excerpt(n, 40)}")
-    return n
 
 
 def count_completion(

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from bench.config import Generation, Plan
-from bench.measure.client import make_client, measure_plain
-from bench.measure.runner import model_listed, probe_endpoint, unknown_model_reason
+from bench.measure.client import measure_plain
+from bench.measure.targets import open_target, unknown_model_reason
 
 PROBE_PROMPT = [{"role": "user", "content": "Reply with the single word OK."}]
 
@@ -24,8 +24,8 @@ def checklist(plan: Plan, *, env: Mapping[str, str], timeout_s: float = 60.0) ->
     rows: list[CheckRow] = []
     gen = Generation(max_tokens=8, temperature=0, seed=plan.generation.seed, stream=False)
     for name, ep in plan.endpoints.items():
-        client = make_client(ep, env)
-        info = probe_endpoint(name, ep, client, timeout_s=min(timeout_s, 10))
+        target = open_target(name, ep, env, timeout_s, probe_timeout_s=min(timeout_s, 10))
+        client, info = target.client, target.probe
         listed = ", ".join(info.models) or "(no models listed)"
         server = f" [{info.server}]" if info.server else ""
         rows.append(CheckRow(info.reachable, name, None,
@@ -33,7 +33,7 @@ def checklist(plan: Plan, *, env: Mapping[str, str], timeout_s: float = 60.0) ->
         if not info.reachable:
             continue
         for m in (m for m in plan.models if not m.embedded and plan.endpoint_of(m).name == name):
-            if not model_listed(m.name, info.models):
+            if target.runtime.served_id(m.name, info.models) is None:
                 rows.append(CheckRow(False, name, m.key, unknown_model_reason(m.name, info)))
                 continue
             r = measure_plain(client, m.name, PROBE_PROMPT, gen, timeout_s)

@@ -12,34 +12,18 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol
-
-import openai
-import psutil
+from typing import Any, Callable, Mapping, Protocol
 
 import bench
-from bench.config import (
-    Endpoint,
-    Model,
-    Plan,
-    Prompt,
-    plan_from_snapshot,
-    rebind,
-    redact_url,
-)
+from bench.config import Endpoint, Model, Plan, Prompt, plan_from_snapshot, rebind
 from bench.errors import BenchError, ResultsError
-from bench.measure.client import (
-    RequestOptions,
-    TokenCounter,
-    list_models,
-    make_client,
-    run_request,
-)
+from bench.measure import scenarios
+from bench.measure.client import RequestOptions, run_request
 from bench.measure.machine import git_info, machine_info
+from bench.measure.scenarios import Cell, Scenario
+from bench.measure.targets import Target, model_facts, open_target, probe_endpoint  # noqa: F401 (probe_endpoint: API)
 from bench.results.journal import RunWriter
-from bench.results.rubric import parse_rubric
-from bench.results.rubric import score as score_rubric
-from bench.results.schema import EndpointInfo, ModelInfo, Run, Sample, utcnow
+from bench.results.schema import ModelInfo, Run, Sample, utcnow
 from bench.results.store import (
     ensure_writable,
     find_run,
@@ -50,6 +34,7 @@ from bench.results.store import (
     workload,
 )
 from bench.runtimes import embedded
+from bench.runtimes.builtin import builtin_facts
 
 # Warmup uses its own prompt: a server that caches the last prompt (llama.cpp does) would
 # otherwise answer the first measured request, the same text, with a near-zero TTFT.
@@ -85,112 +70,19 @@ class Outcome:
     path: Path
 
 
-# ----------------------------------------------------------------------------- endpoints
-
-
-def probe_endpoint(name: str, endpoint: Endpoint, client: openai.OpenAI, timeout_s: float = 10) -> EndpointInfo:
-    """GET /models: reachable? what does the server list? (never raises; bounded)"""
-    info = EndpointInfo(name=name, base_url=redact_url(endpoint.base_url), reachable=False)
-    listed = list_models(client, timeout_s)
-    info.server, info.models = listed.server, listed.ids
-    if listed.status is None:
-        info.error = f"cannot reach {info.base_url}: {listed.error}"
-    else:
-        # Reachable, even when /models failed (some servers do not implement it), unless a gateway says not.
-        info.reachable = listed.status not in (502, 503, 504)
-        info.error = listed.error
-    return info
-
-
-def model_listed(name: str, listed: list[str]) -> bool:
-    """Empty list: the server does not say, so assume yes. Ollama lists 'x:latest' for 'x'."""
-    return not listed or name in listed or f"{name}:latest" in listed
-
-
-def unknown_model_reason(name: str, info: EndpointInfo) -> str:
-    have = ", ".join(info.models[:20]) + (" …" if len(info.models) > 20 else "")
-    return f"the server at {info.base_url} does not serve '{name}'; it has: {have}"
-
-
-# ----------------------------------------------------------------------------- the matrix
-
-
-def _cells(plan: Plan) -> Iterator[tuple[int, Any]]:
-    for r in range(plan.rounds):
-        for p in plan.prompts:
-            yield r, p
-
-
-@dataclass
-class Target:
-    """Where one model's requests go."""
-
-    client: openai.OpenAI
-    counter: TokenCounter
-    probe: EndpointInfo
-    server: tuple[int, str] | None = None  # (pid, name) of a loopback server we can measure
-    endpoint: Endpoint | None = None
-    embedded: embedded.LocalServer | None = None
-    gone: str | None = None  # why the server stopped answering, once it has
-    last_text: str | None = None  # the last user prompt sent (embedded: the server's cached prefix)
-
-    def died(self) -> str | None:
-        """After a failed request: has the server itself gone (crashed, exited, stopped answering)?"""
-        if self.embedded is not None:
-            self.gone = self.embedded.died()
-            return self.gone
-        if self.server is not None:
-            pid, name = self.server
-            if not psutil.pid_exists(pid):
-                self.gone = f"the server process {name} (pid {pid}) behind {self.probe.base_url} exited"
-                return self.gone
-        if self.endpoint is not None:
-            again = probe_endpoint(self.probe.name, self.endpoint, self.client, timeout_s=3)
-            if not again.reachable:
-                self.gone = f"the server at {self.probe.base_url} stopped answering mid-run ({again.error})"
-        return self.gone
-
-
-@contextlib.contextmanager
-def _server_memory(target: Target, info: ModelInfo) -> Iterator[None]:
-    """Sample the resident memory of a loopback server's process tree while one model runs."""
-    if target.server is None:
-        yield
-        return
-    pid, name = target.server
-    try:
-        sampler = embedded._MemorySampler(pid)
-    except Exception:  # noqa: BLE001 - the process went away
-        yield
-        return
-    before = sampler.rss()
-    sampler.start()
-    try:
-        yield
-    finally:
-        peak = sampler.stop()
-        if info.status == "ok" and peak:
-            info.extra.update(
-                rss_before_bytes=before, peak_rss_bytes=peak,
-                memory_source=f"process tree of {name} (pid {pid}), which serves the endpoint; it may hold other models too",
-            )
-
-
 def _model_extra(m: Model) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
-    builtin = embedded.BUILTINS.get(m.path.removeprefix("builtin:")) if m.path and m.path.startswith("builtin:") else None
-    if builtin:
-        extra.update(quantization=builtin.quantization, parameters=builtin.parameters, source=builtin.source)
+    """What the configuration says about a model, before any runtime is asked."""
+    extra: dict[str, Any] = builtin_facts(m.path)
     if m.quantization:
         extra["quantization"] = m.quantization
     if m.parameters:
         extra["parameters"] = m.parameters
-    if m.chat_format or (builtin and builtin.chat_format):
-        extra["chat_format"] = m.chat_format or (builtin.chat_format if builtin else None)
+    if m.chat_format:
+        extra["chat_format"] = m.chat_format
     return extra
 
 
-def _new_run(plan: Plan) -> Run:
+def _new_run(plan: Plan, scenario: Scenario) -> Run:
     prompts = [p.model_dump(exclude_none=True) for p in plan.prompts]
     return Run(
         run_id=new_run_id(),
@@ -199,7 +91,7 @@ def _new_run(plan: Plan) -> Run:
         bench_version=bench.__version__,
         git=git_info(),
         machine=machine_info(),
-        workload=workload(prompts, plan.generation.model_dump(), plan.prompt_cache),
+        workload=workload(prompts, plan.generation.model_dump(), plan.prompt_cache, scenario.params()),
         config=plan.snapshot(),
         models={
             m.key: ModelInfo(
@@ -237,7 +129,7 @@ def prepare(
         if plan.uses_embedded:
             embedded.check_runtime()
         ensure_writable(plan.results_dir)
-        run = _new_run(plan)
+        run = _new_run(plan, scenarios.get(plan.scenario))
         return plan, RunWriter(run_path(plan.results_dir, run.run_id), run, new=True, journal=True, purpose="bench collect")
     rdir = results_dir or (plan.results_dir if plan else Path("results"))
     path = find_run(rdir, resume)
@@ -291,39 +183,54 @@ def collect(
 def _collect(plan: Plan, writer: RunWriter, *, env: Mapping[str, str], reporter: Reporter,
              sleep: Callable[[float], None], backoff_s: float) -> None:
     run = writer.run
+    scenario = scenarios.get(plan.scenario)
     done = _final_cells(run)
-    todo = {m.key: [(r, p) for r, p in _cells(plan) if (m.key, p.id, r) not in done] for m in plan.models}
+    todo = {m.key: [c for c in scenario.cells(plan) if (m.key, c.prompt.id, c.round) not in done] for m in plan.models}
     total = sum(len(c) + (plan.warmup if c else 0) for c in todo.values())
     opts = RequestOptions(gen=plan.generation, timeout_s=plan.timeout_s, stall_timeout_s=plan.stall_timeout_s,
                           retries=plan.retries, backoff_s=backoff_s)
-    targets: dict[str, Target] = {}
-    for name, ep in plan.endpoints.items():
-        client = make_client(ep, env)
-        targets[name] = Target(client, TokenCounter(ep, client, env, plan.timeout_s), probe_endpoint(name, ep, client),
-                               embedded.loopback_server(ep.base_url), endpoint=ep)
+    targets = {name: open_target(name, ep, env, plan.timeout_s) for name, ep in plan.endpoints.items()}
     # Latest probe replaces an older one for the same endpoint name (resume may re-probe).
     run.endpoints = [e for e in run.endpoints if e.name not in targets] + [t.probe for t in targets.values()]
     model_paths = preflight(plan, run, todo)
     writer.save()
     reporter.start(run, total)
     for m in plan.models:
-        cells = todo[m.key]
-        if not cells:
+        job = _Job(plan, writer, m, todo[m.key], scenario, opts, reporter, sleep)
+        if not job.cells:
             continue
         if m.embedded:
             if m.key in model_paths:
-                _run_embedded(plan, writer, m, model_paths[m.key], cells, env, opts, reporter, sleep)
+                _run_embedded(job, model_paths[m.key], env)
         else:
             target = targets[plan.endpoint_of(m).name]
-            with _server_memory(target, run.models[m.key]):
-                _run_model(plan, writer, m, cells, target, opts, reporter, sleep)
+            with target.memory(run.models[m.key]):
+                _run_model(job, target)
             writer.save()
         reporter.model(m.key, run.models[m.key])
     done = _final_cells(run)
-    missing = any((m.key, p.id, r) not in done for m in plan.models for r, p in _cells(plan))
+    missing = any((m.key, c.prompt.id, c.round) not in done for m in plan.models for c in scenario.cells(plan))
     bad = any(run.models[m.key].status != "ok" for m in plan.models)
     run.status = "partial" if (missing or bad) else "complete"
     run.ended_at = utcnow()
+
+
+@dataclass
+class _Job:
+    """One model's share of the run: what it must still measure, and how."""
+
+    plan: Plan
+    writer: RunWriter
+    m: Model
+    cells: list[Cell]
+    scenario: Scenario
+    opts: RequestOptions
+    reporter: Reporter
+    sleep: Callable[[float], None]
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.writer.run.models[self.m.key]
 
 
 CACHE_FLUSH_PROMPT = "Reply with the single word: ready."
@@ -339,20 +246,20 @@ class _ModelRun:
     warm: an identical one-token request goes right before each measured one.
     """
 
-    def __init__(self, plan: Plan, writer: RunWriter, m: Model, target: Target, opts: RequestOptions,
-                 reporter: Reporter, sleep: Callable[[float], None]):
-        self.plan, self.writer, self.m, self.target = plan, writer, m, target
-        self.opts, self.reporter, self.sleep = opts, reporter, sleep
-        self.info = writer.run.models[m.key]
-        self.rubrics = {p.id: parse_rubric(p.rubric, f"prompt {p.id}") for p in plan.prompts if p.rubric}
+    def __init__(self, job: _Job, target: Target):
+        self.plan, self.writer, self.m, self.target = job.plan, job.writer, job.m, target
+        self.opts, self.reporter, self.sleep = job.opts, job.reporter, job.sleep
+        self.info = job.info
+        plan = job.plan
         self.mechanism = "prime" if plan.prompt_cache == "warm" else ("order" if target.embedded else "nonce")
         self.info.extra["prompt_cache"] = {"mode": plan.prompt_cache, "mechanism": self.mechanism}
         self.extra_requests = 0
+        self.served = target.runtime.served_id(job.m.name, target.probe.models) or job.m.name
 
     def _unmeasured(self, text: str) -> None:
         opts = RequestOptions(gen=self.opts.gen.model_copy(update={"max_tokens": 1}), timeout_s=self.opts.timeout_s,
                               stall_timeout_s=self.opts.stall_timeout_s, retries=0)
-        run_request(self.target.client, None, self.m.name, "_cache", text, opts, round=0, warmup=True,
+        run_request(self.target.client, None, self.served, "_cache", text, opts, round=0, warmup=True,
                     sleep=self.sleep)
         self.extra_requests += 1
         self.info.extra["prompt_cache"]["unmeasured_requests"] = self.extra_requests
@@ -371,14 +278,12 @@ class _ModelRun:
             text = f"[{nonce}]\n{text}"
         return text, nonce
 
-    def request(self, prompt: Any, round_: int, warmup: bool) -> Sample:
+    def request(self, prompt: Any, round_: int, warmup: bool, coords: dict[str, Any] | None = None) -> Sample:
         text, nonce = self._text_for(prompt, warmup)
-        s = run_request(self.target.client, self.target.counter, self.m.name, prompt.id, text, self.opts,
+        s = run_request(self.target.client, self.target.counter, self.served, prompt.id, text, self.opts,
                         round=round_, warmup=warmup, sleep=self.sleep)
         self.target.last_text = text
-        s.model, s.cache_nonce = self.m.key, nonce
-        if s.ok and prompt.id in self.rubrics:
-            s.rubric = score_rubric(self.rubrics[prompt.id], s.output)
+        s.model, s.cache_nonce, s.scenario = self.m.key, nonce, dict(coords or {})
         if s.resolved_model:
             self.info.resolved_id = s.resolved_model
         self.writer.add(s)
@@ -406,47 +311,56 @@ class _ModelRun:
 SERVER_GONE_ERRORS = {"connection", "truncated", "stall", "timeout"}
 
 
-def _unusable(m: Model, target: Target) -> str | None:
-    probe = target.probe
-    if target.gone and target.died():
-        return f"{target.gone} (earlier in this run)"
-    if not probe.reachable:
-        return probe.error or "endpoint unreachable"
-    if not model_listed(m.name, probe.models):
-        return unknown_model_reason(m.name, probe)
+def _load(target: Target, served: str, info: ModelInfo) -> str | None:
+    """Have the runtime load the model (timed) and tell its facts; why not, if it cannot."""
+    try:
+        load_s = target.runtime.ensure_loaded(served)
+    except BenchError as e:
+        return f"the runtime could not load '{served}': {e}"
+    facts = model_facts(target, served)
+    license_ = facts.pop("license", None)
+    if license_ and not info.license:
+        info.license = str(license_)[:200]
+    info.extra.update(facts)
+    if load_s is not None:
+        info.extra["load_s"] = load_s
     return None
 
 
-def _run_model(
-    plan: Plan,
-    writer: RunWriter,
-    m: Model,
-    cells: list[tuple[int, Any]],
-    target: Target,
-    opts: RequestOptions,
-    reporter: Reporter,
-    sleep: Callable[[float], None],
-) -> None:
-    info = writer.run.models[m.key]
-    info.status, info.reason = "pending", None
-    why = _unusable(m, target)
+def _run_model(job: _Job, target: Target) -> None:
+    """Warmup, then the scenario's cells, on one target; the model's status at the end."""
+    info, writer, key = job.info, job.writer, job.m.key
+    info.status, info.reason, info.runtime = "pending", None, target.runtime.name
+    why = target.unusable(job.m.name)
     if why:
         info.status, info.reason = "skipped", why
         writer.save()
         return
-    mr = _ModelRun(plan, writer, m, target, opts, reporter, sleep)
-    first_warmup = sum(1 for s in writer.run.samples if s.model == m.key and s.warmup)
-    for i in range(plan.warmup):
+    served = target.runtime.served_id(job.m.name, target.probe.models) or job.m.name
+    if served != job.m.name:
+        info.resolved_id = served
+    why = _load(target, served, info)
+    if why:
+        info.status, info.reason = "failed", why
+        writer.save()
+        return
+    mr = _ModelRun(job, target)
+    first_warmup = sum(1 for s in writer.run.samples if s.model == key and s.warmup)
+    for i in range(job.plan.warmup):
         s = mr.request(WARMUP_PROMPT, first_warmup + i, True)
-        if not s.ok and mr.stop_after(s, 0, len(cells)):
+        if not s.ok and mr.stop_after(s, 0, len(job.cells)):
             return
-    consecutive = 0
-    for n, (r, p) in enumerate(cells):
-        s = mr.request(p, r, False)
-        consecutive = 0 if s.ok else consecutive + 1
-        if not s.ok and mr.stop_after(s, consecutive, len(cells) - n - 1):
-            return
-    mine = [s for s in writer.run.samples if s.model == m.key and not s.warmup]
+    stopped = False
+
+    def stop(s: Sample, consecutive: int, remaining: int) -> bool:
+        nonlocal stopped
+        stopped = mr.stop_after(s, consecutive, remaining)
+        return stopped
+
+    job.scenario.drive(job.cells, lambda c: mr.request(c.prompt, c.round, False, c.coords), stop)
+    if stopped:
+        return
+    mine = [s for s in writer.run.samples if s.model == key and not s.warmup]
     if any(s.ok for s in mine):
         info.status = "ok"
     else:
@@ -475,40 +389,27 @@ def preflight(plan: Plan, run: Run, todo: Mapping[str, list]) -> dict[str, Path]
     return paths
 
 
-def _run_embedded(
-    plan: Plan,
-    writer: RunWriter,
-    m: Model,
-    model_path: Path,
-    cells: list[tuple[int, Any]],
-    env: Mapping[str, str],
-    opts: RequestOptions,
-    reporter: Reporter,
-    sleep: Callable[[float], None],
-) -> None:
+def _run_embedded(job: _Job, model_path: Path, env: Mapping[str, str]) -> None:
     """Start the model's own llama.cpp server, run its cells, and always stop the server."""
-    run = writer.run
-    info = run.models[m.key]
-    log = log_dir(writer.path.parent) / f"{run.run_id}-{embedded._safe(m.key)}.log"
-    server = embedded.LocalServer(m.name, model_path, chat_format=m.chat_format, settings=plan.embedded.settings(),
-                               log_path=log)
+    run, m, info = job.writer.run, job.m, job.info
+    log = log_dir(job.writer.path.parent) / f"{run.run_id}-{embedded._safe(m.key)}.log"
+    server = embedded.LocalServer(m.name, model_path, chat_format=m.chat_format,
+                                  settings=job.plan.embedded.settings(), log_path=log)
+    runtime = embedded.EmbeddedRuntime(server, m.path)
     try:
         try:
-            facts = server.start()
+            runtime.start()
         except embedded.ServerStartError as e:
             info.status, info.reason = "failed", str(e)
             return
         ep = Endpoint(name=f"{embedded.EMBEDDED}:{m.key}", base_url=server.base_url)
-        client = make_client(ep, env)
-        probe = probe_endpoint(ep.name, ep, client)
-        probe.server = f"{facts.runtime} (embedded)"
-        run.endpoints = [e for e in run.endpoints if e.name != ep.name] + [probe]
-        info.extra.update(facts.as_dict())
-        writer.save()
-        target = Target(client, TokenCounter(ep, client, env, plan.timeout_s), probe, endpoint=ep, embedded=server)
-        _run_model(plan, writer, m, cells, target, opts, reporter, sleep)
+        target = open_target(ep.name, ep, env, job.plan.timeout_s, runtime=runtime)
+        target.probe.server = f"{server.facts.runtime} (embedded)"
+        run.endpoints = [e for e in run.endpoints if e.name != ep.name] + [target.probe]
+        job.writer.save()
+        _run_model(job, target)
     finally:
-        server.stop()
+        runtime.stop()
         if server.facts is not None:
             info.extra.update(server.facts.as_dict())
-        writer.save()
+        job.writer.save()

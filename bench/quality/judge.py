@@ -12,8 +12,8 @@ from typing import Callable, Mapping
 
 from bench.config import Endpoint, Generation, redact_url
 from bench.errors import EndpointError
-from bench.measure.client import make_client, measure_plain
-from bench.measure.runner import probe_endpoint
+from bench.measure.client import measure_plain
+from bench.measure.targets import open_target
 from bench.quality.annotations import (
     JUDGE_PROMPT_HASH,
     JUDGE_PROMPT_VERSION,
@@ -40,11 +40,11 @@ def judge_run(writer: RunWriter, endpoint: Endpoint, judge_model: str, *, env: M
               timeout_s: float = 120.0, max_tokens: int = 64, redo: bool = False,
               progress: Callable[[Judgement], None] | None = None) -> JudgeSummary:
     run = writer.run
-    client = make_client(endpoint, env)
-    info = probe_endpoint("judge", endpoint, client)
+    target = open_target("judge", endpoint, env, timeout_s)
+    client, info = target.client, target.probe
     if not info.reachable:
         raise EndpointError(f"the judge endpoint is down: {info.error}; start it or pass another --endpoint")
-    if info.models and judge_model not in info.models and f"{judge_model}:latest" not in info.models:
+    if target.runtime.served_id(judge_model, info.models) is None:
         raise EndpointError(f"the judge endpoint does not serve '{judge_model}'; it has: {', '.join(info.models)}")
     gen = Generation(max_tokens=max_tokens, temperature=0.0, seed=0, stream=False)
     prompts = {p["id"]: p for p in run.workload.prompts}

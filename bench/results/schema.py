@@ -32,7 +32,14 @@ def utcnow() -> str:
 #     sent); embedded models record `extra.runtime_settings` (threads, batch, extra buffer types,
 #     CPU features). Upgrading a version-2 file sets `prompt_cache: "unknown"` (runs before this
 #     version may have measured cached prompts) and keeps its workload hash.
-SCHEMA_VERSION = 3
+#   4 (bench 0.3.0): runtimes and scenarios. `endpoints[].runtime` / `runtime_version` and
+#     `models[].runtime` (which runtime served it: "openai-compatible", "embedded", ...);
+#     `workload.scenario` (how requests were scheduled; the default sequential matrix is not in
+#     the workload hash, so runs of it stay comparable across versions) and `sample.scenario`
+#     (the sample's scenario coordinates, empty for the sequential matrix). Rubric scores are
+#     no longer stored: they are computed from the stored outputs on load, like statistics.
+#     Upgrading a version-3 file drops stored rubric scores and sets the sequential scenario.
+SCHEMA_VERSION = 4
 
 RunStatus = Literal["running", "complete", "partial", "interrupted"]
 TokensSource = Literal["usage", "tokenize", "usage_probe", "chunks"]
@@ -91,7 +98,11 @@ class Sample(_Model):
     output: str = ""
     reasoning: str = ""
     attempts: list[Attempt] = Field(default_factory=list)
-    rubric: RubricResult | None = Field(None, description="rubric checks of the output (successful requests)")
+    rubric: RubricResult | None = Field(None, exclude=True, description=(
+        "rubric checks of the output (successful requests): computed on load from the workload's rubrics, "
+        "never stored"))
+    scenario: dict[str, Any] = Field(default_factory=dict, description=(
+        "the sample's scenario coordinates (e.g. concurrency); empty for the sequential matrix"))
     cache_nonce: str | None = Field(None, description="marker sent before the prompt to keep its prefill cold")
 
 
@@ -136,11 +147,14 @@ class EndpointInfo(_Model):
     server: str | None = Field(None, description="the Server header, untrusted text")
     models: list[str] = Field(default_factory=list, description="model ids the server listed")
     error: str | None = None
+    runtime: str | None = Field(None, description="the runtime bench detected (or was told) serves this endpoint")
+    runtime_version: str | None = Field(None, description="its version as the server reports it, untrusted text")
 
 
 class ModelInfo(_Model):
     name: str = Field(description="the model id sent to the server")
     endpoint: str
+    runtime: str | None = Field(None, description="the runtime that served the model")
     status: Literal["pending", "ok", "skipped", "failed"] = "pending"
     reason: str | None = None
     resolved_id: str | None = Field(None, description="the model id the server answered with")
@@ -156,6 +170,8 @@ class Workload(_Model):
     generation: dict[str, Any]
     prompt_cache: Literal["cold", "warm", "unknown"] = Field(
         "unknown", description="cold: no measured prompt reused a cached prefill; unknown: recorded before bench controlled it")
+    scenario: dict[str, Any] = Field(default_factory=lambda: {"name": "sequential"}, description=(
+        "how requests were scheduled: name and parameters (in the hash unless it is the sequential matrix)"))
 
 
 class Run(_Model):

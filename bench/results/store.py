@@ -19,6 +19,8 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from bench.errors import ResultsError
+from bench.results.rubric import RubricError, parse_rubric
+from bench.results.rubric import score as score_rubric
 from bench.results.schema import (
     SCHEMA_VERSION,
     EndpointInfo,
@@ -35,19 +37,25 @@ def new_run_id(now: datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
 
 
-def workload(prompts: list[dict[str, Any]], generation: dict[str, Any], prompt_cache: str = "cold") -> Workload:
-    """Runs are comparable when prompts, generation params and the prompt-cache mode are identical
-    (rounds may differ)."""
+SEQUENTIAL = {"name": "sequential"}  # the default scenario: one request at a time, rounds x prompts
+
+
+def workload(prompts: list[dict[str, Any]], generation: dict[str, Any], prompt_cache: str = "cold",
+             scenario: dict[str, Any] | None = None) -> Workload:
+    """Runs are comparable when prompts, generation params, the prompt-cache mode and the scenario
+    are identical (rounds may differ). The sequential matrix is left out of the hash, so its runs
+    keep the hash they had before scenarios existed."""
+    scenario = dict(scenario or SEQUENTIAL)
     canon = json.dumps(
         {"prompts": [{"id": p["id"], "text": p["text"]} for p in prompts], "generation": generation,
-         "prompt_cache": prompt_cache},
+         "prompt_cache": prompt_cache, **({"scenario": scenario} if scenario != SEQUENTIAL else {})},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
     )
     return Workload(
         hash=hashlib.sha256(canon.encode()).hexdigest()[:16], prompts=prompts, generation=generation,
-        prompt_cache=prompt_cache,
+        prompt_cache=prompt_cache, scenario=scenario,
     )
 
 
@@ -191,7 +199,19 @@ def _upgrade_to_3(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_to_2, 2: _upgrade_to_3}
+def _upgrade_to_4(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 4 records runtimes and scenarios; rubric scores are computed on load, not stored."""
+    samples = data.get("samples")
+    for s in samples if isinstance(samples, list) else []:
+        if isinstance(s, dict):
+            s.pop("rubric", None)
+    if isinstance(data.get("workload"), dict):
+        data["workload"].setdefault("scenario", dict(SEQUENTIAL))
+    return data
+
+
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_to_2, 2: _upgrade_to_3,
+                                                                    3: _upgrade_to_4}
 
 
 def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
@@ -305,6 +325,22 @@ def parse_run(raw: bytes, source: str) -> Run:
     problem = _check_run(run)
     if problem:
         raise ResultsError(f"{source}: invalid results file: {problem}")
+    return score_rubrics(run)
+
+
+def score_rubrics(run: Run) -> Run:
+    """Rubric scores of every successful response, from the stored outputs and the workload's
+    rubrics (like statistics: a better rubric engine re-scores history, no migration). A rubric a
+    file stores that does not parse scores nothing (the file is untrusted, never fatal)."""
+    rubrics = {}
+    for p in run.workload.prompts:
+        if p.get("rubric"):
+            try:
+                rubrics[p["id"]] = parse_rubric(p["rubric"], f"prompt {p['id']}")
+            except (RubricError, ValueError, TypeError):
+                continue
+    for s in run.samples:
+        s.rubric = score_rubric(rubrics[s.prompt_id], s.output) if s.ok and s.prompt_id in rubrics else None
     return run
 
 
@@ -389,7 +425,7 @@ def load_run(path: Path) -> Run:
                            "(pass the file it points to)")
     run = parse_run(read_bounded(path), str(path))
     records = read_records(journal_path(path))  # a run a crash left unfolded: its journal has the rest
-    return apply(run, records) if records else run
+    return score_rubrics(apply(run, records)) if records else run
 
 
 @dataclass(frozen=True)

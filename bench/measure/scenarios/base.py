@@ -1,0 +1,50 @@
+"""The scenario protocol: which requests a model gets, and when.
+
+A scenario turns the plan into cells (one measured request each, with the coordinates the
+sample will carry) and drives them: it calls ``send`` for each cell when it is due, and stops a
+model when ``stop`` says so (an unknown model, a dead server, too many failures in a row). The
+runner does everything else (warmup, prompt-cache rule, journal, progress). A load mode is one
+scenario: one module of this package, registered in ``bench.measure.scenarios.SCENARIOS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterable
+
+from bench.config import Plan, Prompt
+from bench.results.schema import Sample
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measured request: its round, its prompt and the scenario's coordinates."""
+
+    round: int
+    prompt: Prompt
+    coords: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.prompt.id, self.round
+
+
+# send(cell) -> the sample it produced; stop(sample, consecutive_failures, remaining) -> stop the model?
+Send = Callable[[Cell], Sample]
+Stop = Callable[[Sample, int, int], bool]
+
+
+class Scenario:
+    name: ClassVar[str] = ""
+
+    def params(self) -> dict[str, Any]:
+        """What the workload records (and hashes) about this scenario."""
+        return {"name": self.name}
+
+    def cells(self, plan: Plan) -> list[Cell]:
+        """Every measured request of one model, in the order the scenario sends them."""
+        raise NotImplementedError
+
+    def drive(self, cells: Iterable[Cell], send: Send, stop: Stop) -> None:
+        """Send the cells when they are due; return when done or when ``stop`` says so."""
+        raise NotImplementedError

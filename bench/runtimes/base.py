@@ -1,0 +1,117 @@
+"""The runtime protocol: what bench asks of a kind of server, whoever serves the model.
+
+A runtime is one class in one module of this package, registered in ``bench.runtimes.RUNTIMES``.
+Detection asks each registered runtime, in order, whether an endpoint is one of its own (by
+routes only it answers); the generic OpenAI-compatible runtime, last, takes any endpoint.
+Everything has a safe default here, so a runtime implements only what its server can tell.
+Servers are untrusted: a runtime never raises for what a server says (it returns None, an empty
+answer or a reason), and bounds what it keeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator
+
+from bench.runtimes.http import Connection, HTTPFailure
+from bench.util.bounded import excerpt
+
+MAX_MODELS = 10_000
+MAX_ID_CHARS = 200
+
+
+@dataclass
+class ModelList:
+    """What GET /models said. ``status`` None: the server could not be reached."""
+
+    status: int | None = None
+    server: str | None = None  # its Server header, untrusted text (bounded)
+    ids: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class MemoryReading:
+    """Resident memory while a model ran, and where the figure comes from."""
+
+    before_bytes: int = 0
+    peak_bytes: int = 0
+    source: str = ""
+
+
+class Runtime:
+    """One kind of server. Subclasses set ``name`` and override what their server can tell."""
+
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""  # how pages name it
+
+    def __init__(self, conn: Connection | None):
+        self.conn = conn
+
+    # -- which runtime is this endpoint?
+    @classmethod
+    def detect(cls, conn: Connection) -> bool:
+        """True when the endpoint is one of this runtime's (asked in RUNTIMES order)."""
+        return False
+
+    # -- identity
+    def version(self) -> str | None:
+        return None
+
+    # -- models
+    def list_models(self, timeout_s: float = 10.0) -> ModelList:
+        """GET /models on the configured origin: bounded, never raises."""
+        out = ModelList()
+        if self.conn is None:
+            return out
+        try:
+            answer = self.conn.get("/models", timeout_s=timeout_s)
+        except HTTPFailure as e:
+            out.status, out.error = e.status, str(e)
+            return out
+        out.status, out.server = answer.status, answer.server
+        items = answer.data.get("data") if isinstance(answer.data, dict) else None
+        if not isinstance(items, list):
+            out.error = f"GET /models returned something unexpected: {excerpt(answer.data)}"
+            return out
+        out.ids = sorted({m["id"][:MAX_ID_CHARS] for m in items[:MAX_MODELS]
+                          if isinstance(m, dict) and isinstance(m.get("id"), str)})
+        return out
+
+    def served_id(self, name: str, listed: list[str]) -> str | None:
+        """The id the server serves for a user's name, or None when it serves no such model.
+        An empty list means the server does not say: the name is taken as it is."""
+        if not listed or name in listed:
+            return name
+        return None
+
+    def ensure_loaded(self, model_id: str) -> float | None:
+        """Load the model if the server needs that before inference; seconds it took, or None."""
+        return None
+
+    # -- facts
+    def count_tokens(self, model_id: str, text: str) -> int | None:
+        """Tokens in ``text`` by the server's own tokenizer, when it has one to ask."""
+        return None
+
+    def model_facts(self, model_id: str) -> dict[str, Any]:
+        """What the selection framework needs that the server knows: disk_bytes, license,
+        quantization, parameters, ... (keys of ModelInfo.extra)."""
+        return {}
+
+    @contextlib.contextmanager
+    def watch_memory(self) -> Iterator[MemoryReading | None]:
+        """Resident memory while the block runs (None: this runtime cannot see it)."""
+        yield None
+
+    # -- life
+    def died(self) -> str | None:
+        """After a failed request: why the server is gone, or None if it still answers."""
+        return None
+
+    def start(self) -> None:
+        """Start the server (runtimes that run one themselves)."""
+
+    def stop(self) -> None:
+        """Stop what start() started; safe to call twice."""
