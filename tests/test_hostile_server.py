@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.config import Endpoint, Generation
-from bench.measure.client import RequestOptions, TokenCounter, make_client, run_request
+from bench.measure.client import make_client
+from bench.measure.request import RequestOptions, TokenCounter, run_request
 from bench.measure.runner import probe_endpoint
 from bench.measure.stream import SSEParser
 from tests.conftest import collect

@@ -18,8 +18,8 @@ import bench
 from bench.config import Endpoint, Model, Plan, Prompt, plan_from_snapshot, rebind
 from bench.errors import BenchError, ResultsError
 from bench.measure import scenarios
-from bench.measure.client import RequestOptions, run_request
 from bench.measure.machine import git_info, machine_info
+from bench.measure.request import RequestOptions, run_request
 from bench.measure.scenarios import Cell, Scenario
 from bench.measure.targets import Target, model_facts, open_target, probe_endpoint  # noqa: F401 (probe_endpoint: API)
 from bench.results.journal import RunWriter

@@ -15,7 +15,8 @@ import openai
 
 from bench import runtimes
 from bench.config import Endpoint, redact_url
-from bench.measure.client import TokenCounter, connection, make_client
+from bench.measure.client import connection, make_client
+from bench.measure.request import TokenCounter
 from bench.results.schema import EndpointInfo, ModelInfo
 from bench.runtimes import Runtime
 

@@ -8,7 +8,7 @@ id, the judge prompt's version and hash, and the raw text; a verdict with no una
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 from bench.config import Endpoint, Generation, redact_url
 from bench.errors import EndpointError
@@ -23,7 +23,7 @@ from bench.quality.annotations import (
     same_model,
 )
 from bench.results.journal import RunWriter
-from bench.results.schema import Judgement, utcnow
+from bench.results.schema import Judgement, Run, Sample, utcnow
 
 
 @dataclass
@@ -34,6 +34,31 @@ class JudgeSummary:
     already: int
     failed: int = 0  # requests to the judge that failed: not verdicts, retried by the next bench judge
     last_error: str | None = None
+
+
+def _to_judge(run: Run, judge_model: str, done: set[str], summary: JudgeSummary) -> Iterator[tuple[str, Sample]]:
+    """Each distinct successful response not judged yet, and not the judge's own (counted as skipped)."""
+    seen: set[str] = set()
+    for s in run.samples:
+        if not s.ok or s.warmup:
+            continue
+        rid = response_id(s.model, s.prompt_id, s.output)
+        if rid in seen:
+            continue
+        seen.add(rid)
+        if rid in done:
+            summary.already += 1
+            continue
+        minfo = run.models.get(s.model)
+        if same_model(judge_model, None, minfo.name if minfo else s.model, s.resolved_model or (minfo.resolved_id if minfo else None)):
+            _skip_self(summary, s.model)
+            continue
+        yield rid, s
+
+
+def _skip_self(summary: JudgeSummary, model: str) -> None:
+    if model not in summary.skipped_self:
+        summary.skipped_self.append(model)
 
 
 def judge_run(writer: RunWriter, endpoint: Endpoint, judge_model: str, *, env: Mapping[str, str],
@@ -52,23 +77,8 @@ def judge_run(writer: RunWriter, endpoint: Endpoint, judge_model: str, *, env: M
     if redo:
         run.judgements = [j for j in run.judgements if j.judge_model != judge_model]
         done = set()
-    seen: set[str] = set()
     summary = JudgeSummary(0, 0, [], 0)
-    for s in run.samples:
-        if not s.ok or s.warmup:
-            continue
-        rid = response_id(s.model, s.prompt_id, s.output)
-        if rid in seen:
-            continue
-        seen.add(rid)
-        if rid in done:
-            summary.already += 1
-            continue
-        minfo = run.models.get(s.model)
-        if same_model(judge_model, None, minfo.name if minfo else s.model, s.resolved_model or (minfo.resolved_id if minfo else None)):
-            if s.model not in summary.skipped_self:
-                summary.skipped_self.append(s.model)
-            continue
+    for rid, s in _to_judge(run, judge_model, done, summary):
         p = prompts.get(s.prompt_id, {"text": s.prompt_id})
         m = measure_plain(client, judge_model, judge_messages(p["text"], p.get("rubric"), s.output), gen, timeout_s)
         if m.error in ("connection",):
@@ -79,17 +89,14 @@ def judge_run(writer: RunWriter, endpoint: Endpoint, judge_model: str, *, env: M
             summary.last_error = f"{m.error}: {m.detail}"
             continue
         if m.resolved_model and same_model(m.resolved_model, None, s.resolved_model or s.model, None):
-            if s.model not in summary.skipped_self:
-                summary.skipped_self.append(s.model)
+            _skip_self(summary, s.model)
             continue
         score = parse_verdict(m.output)
         j = Judgement(
             response_id=rid, model=s.model, prompt_id=s.prompt_id, judge_model=judge_model,
             judge_endpoint=redact_url(endpoint.base_url), judge_resolved_id=m.resolved_model,
             prompt_version=JUDGE_PROMPT_VERSION, prompt_hash=JUDGE_PROMPT_HASH, raw=m.output[:4000],
-            score=score,
-            error=None if score is not None else "unparseable verdict",
-            judged_at=utcnow(),
+            score=score, error=None if score is not None else "unparseable verdict", judged_at=utcnow(),
         )
         run.judgements.append(j)
         writer.save()
