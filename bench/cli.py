@@ -386,34 +386,13 @@ def _load_for_update(run_ref: str, results_dir: Path | None) -> tuple[Path, RunW
 @click.option("--results-dir", type=click.Path(path_type=Path))
 @click.option("--prompts", type=click.Path(path_type=Path), help="Rubrics from this prompts file (matched by prompt id) instead of the run's own.")
 def score(run_ref: str, results_dir: Path | None, prompts: Path | None) -> None:
-    """Re-score a run's responses with the rubrics (after you refine a rubric, say)."""
-    from bench.results.rubric import parse_rubric
-    from bench.results.rubric import score as score_rubric
-
+    """Score a run's responses with other rubrics (scores follow a run's own rubrics on every load)."""
     path, writer = _load_for_update(run_ref, results_dir)
     with writer:  # releases the run's lock, also when the save fails
         run = writer.run
-        source = {p["id"]: p.get("rubric") for p in run.workload.prompts}
-        if prompts:
-            source.update({p.id: p.rubric for p in config_mod.load_prompts_file(prompts)})
-        rubrics = {}
-        for pid, rub in source.items():
-            if rub:
-                try:
-                    rubrics[pid] = parse_rubric(rub, f"rubric of prompt '{pid}'")
-                except ValueError as e:
-                    raise BenchError(str(e)) from None
-        scored = 0
-        for s in run.samples:
-            if s.ok and s.prompt_id in rubrics:
-                s.rubric = score_rubric(rubrics[s.prompt_id], s.output)
-                scored += 1
-            elif s.ok:
-                s.rubric = None
-        if prompts:
-            for p in run.workload.prompts:  # keep the rubric used with the run (the workload hash ignores rubrics)
-                if p["id"] in source:
-                    p["rubric"] = source[p["id"]]
+        specs = {p.id: p.rubric for p in config_mod.load_prompts_file(prompts)} if prompts else {}
+        scored = store.set_rubrics(run, specs)
+        rubrics = [p for p in run.workload.prompts if p.get("rubric")]
         writer.save()
     err.print(Text(f"scored {scored} responses of {run.run_id} against {len(rubrics)} rubric(s); wrote {path}"))
 

@@ -26,8 +26,8 @@ from bench.config.profiles import DEFAULT_PROFILES, Profile
 from bench.config.prompts import default_prompts, load_prompts_file, normalize_prompts
 from bench.config.urls import redact_url
 from bench.errors import ConfigError
-from bench.runtimes.embedded import EMBEDDED
-from bench.runtimes.embedded import builtin_models as _builtin_models
+from bench.runtimes import EMBEDDED_NAME as EMBEDDED
+from bench.runtimes.builtin import builtin_models as _builtin_models
 
 # A run larger than this is a typo (--rounds 1000000000), not a benchmark: at 0.1 s a request,
 # a million requests take more than a day. The runner lists a run's cells up front.

@@ -392,7 +392,7 @@ def preflight(plan: Plan, run: Run, todo: Mapping[str, list]) -> dict[str, Path]
 def _run_embedded(job: _Job, model_path: Path, env: Mapping[str, str]) -> None:
     """Start the model's own llama.cpp server, run its cells, and always stop the server."""
     run, m, info = job.writer.run, job.m, job.info
-    log = log_dir(job.writer.path.parent) / f"{run.run_id}-{embedded._safe(m.key)}.log"
+    log = log_dir(job.writer.path.parent) / f"{run.run_id}-{embedded.safe_name(m.key)}.log"
     server = embedded.LocalServer(m.name, model_path, chat_format=m.chat_format,
                                   settings=job.plan.embedded.settings(), log_path=log)
     runtime = embedded.EmbeddedRuntime(server, m.path)

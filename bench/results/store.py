@@ -328,16 +328,29 @@ def parse_run(raw: bytes, source: str) -> Run:
     return score_rubrics(run)
 
 
-def score_rubrics(run: Run) -> Run:
+def set_rubrics(run: Run, rubrics: dict[str, dict[str, Any] | None]) -> int:
+    """Replace the rubrics of the run's prompts (matched by id; the workload hash ignores rubrics)
+    and score with them; returns how many responses have a score."""
+    for p in run.workload.prompts:
+        if p["id"] in rubrics:
+            p["rubric"] = rubrics[p["id"]]
+    score_rubrics(run, strict=True)
+    return sum(1 for s in run.samples if s.rubric is not None)
+
+
+def score_rubrics(run: Run, *, strict: bool = False) -> Run:
     """Rubric scores of every successful response, from the stored outputs and the workload's
-    rubrics (like statistics: a better rubric engine re-scores history, no migration). A rubric a
-    file stores that does not parse scores nothing (the file is untrusted, never fatal)."""
+    rubrics (like statistics: a better rubric engine re-scores history, no migration). On load a
+    rubric that does not parse scores nothing (the file is untrusted, never fatal); ``strict``
+    raises a ResultsError naming it instead (``bench score``)."""
     rubrics = {}
     for p in run.workload.prompts:
         if p.get("rubric"):
             try:
-                rubrics[p["id"]] = parse_rubric(p["rubric"], f"prompt {p['id']}")
-            except (RubricError, ValueError, TypeError):
+                rubrics[p["id"]] = parse_rubric(p["rubric"], f"rubric of prompt '{p['id']}'")
+            except (RubricError, ValueError, TypeError) as e:
+                if strict:
+                    raise ResultsError(str(e)) from None
                 continue
     for s in run.samples:
         s.rubric = score_rubric(rubrics[s.prompt_id], s.output) if s.ok and s.prompt_id in rubrics else None

@@ -8,12 +8,11 @@ detected: bench starts it for models configured with a GGUF ``path``.
 from __future__ import annotations
 
 from bench.errors import ConfigError
-from bench.runtimes.base import MemoryReading, ModelList, Runtime
+from bench.runtimes.base import EMBEDDED_NAME, MemoryReading, ModelList, Runtime
 from bench.runtimes.generic import OpenAICompatible
 from bench.runtimes.http import Connection, HTTPFailure
 
 RUNTIMES: list[type[Runtime]] = [OpenAICompatible]
-EMBEDDED_NAME = "embedded"
 
 
 def register(runtime: type[Runtime]) -> type[Runtime]:
@@ -51,5 +50,5 @@ def detect(conn: Connection, forced: str | None = None) -> Runtime:
     return OpenAICompatible(conn)
 
 
-__all__ = ["Connection", "HTTPFailure", "MemoryReading", "ModelList", "RUNTIMES", "Runtime", "detect", "names",
+__all__ = ["EMBEDDED_NAME", "Connection", "HTTPFailure", "MemoryReading", "ModelList", "RUNTIMES", "Runtime", "detect", "names",
            "register", "unregister"]

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Iterator
 from bench.runtimes.http import Connection, HTTPFailure
 from bench.util.bounded import excerpt
 
+EMBEDDED_NAME = "embedded"  # the runtime bench starts itself for models with a GGUF path
 MAX_MODELS = 10_000
 MAX_ID_CHARS = 200
 

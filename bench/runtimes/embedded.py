@@ -31,6 +31,7 @@ from urllib.request import Request, urlopen
 import psutil
 
 from bench.errors import BenchError, ConfigError
+from bench.runtimes.base import EMBEDDED_NAME
 from bench.runtimes.builtin import (  # noqa: F401
     BUILTINS,
     INSTALL_HINT,
@@ -43,7 +44,7 @@ from bench.runtimes.builtin import (  # noqa: F401
 from bench.runtimes.generic import OpenAICompatible
 from bench.runtimes.process import MemorySampler
 
-EMBEDDED = "embedded"  # the endpoint name models served by the embedded runtime point at
+EMBEDDED = EMBEDDED_NAME  # the endpoint name models served by the embedded runtime point at
 class ServerStartError(BenchError):
     pass
 
@@ -209,9 +210,9 @@ class LocalServer:
         self.extra_bufts_reason = ""
         if log_path is None:
             log_dir = Path(".bench") / "logs"
-            log_path = log_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-{_safe(alias)}.log"
+            log_path = log_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-{safe_name(alias)}.log"
         self.log_path = log_path
-        self._workdir = Path(tempfile.mkdtemp(prefix=f"bench-{_safe(alias)}-"))
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"bench-{safe_name(alias)}-"))
 
     @property
     def base_url(self) -> str:
@@ -373,7 +374,8 @@ class LocalServer:
         self.stop()
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """A name as it may appear in a file name (logs, temp folders)."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
 
 
@@ -381,7 +383,7 @@ def _safe(name: str) -> str:
 def serve(alias: str, path: str, *, chat_format: str | None = None, settings: Settings | None = None,
           log_dir: Path | None = None) -> Iterator[LocalServer]:
     """Start, yield, and always stop one embedded server (errors and Ctrl-C included)."""
-    log_path = (log_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-{_safe(alias)}.log") if log_dir else None
+    log_path = (log_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-{safe_name(alias)}.log") if log_dir else None
     server = LocalServer(alias, resolve_model_path(path), chat_format=chat_format, settings=settings,
                          log_path=log_path)
     try:
