@@ -26,7 +26,8 @@ import bench
 from bench import config as config_mod
 from bench.errors import BenchError
 from bench.measure import runner
-from bench.results import stats, store
+from bench.report import format as textfmt
+from bench.results import metrics, stats, store
 from bench.results.journal import RunWriter
 from bench.results.schema import ModelInfo, Run, Sample
 
@@ -55,22 +56,11 @@ def main() -> None:
     """
 
 
-def _ms(x: float | None) -> str:
-    return "–" if x is None else f"{x * 1000:.1f}"
-
-
-def _s(x: float | None) -> str:
-    return "–" if x is None else f"{x:.2f}"
-
-
-def _f(x: float | None) -> str:
-    return "–" if x is None else f"{x:.1f}"
-
-
 def summary_table(run: Run) -> Table:
+    """Per model: counts, then each registered metric's table statistics."""
+    columns = [(m, stat) for m in metrics.METRICS.values() for stat in m.table]
     t = Table(title=Text(f"run {run.run_id} ({run.status})"), title_justify="left")
-    for col in ("model", "ok", "failed", "TTFT p50 ms", "TTFT p95 ms", "ITL p50 ms", "e2e avg s", "e2e p95 s",
-                "decode tok/s", "tokens from"):
+    for col in ["model", "ok", "failed", *(textfmt.metric_heading(m, stat) for m, stat in columns), "tokens from"]:
         t.add_column(col, justify="left" if col in ("model", "tokens from") else "right")
     for ms in stats.run_stats(run):
         info = run.models[ms.model]
@@ -79,8 +69,8 @@ def summary_table(run: Run) -> Table:
             name.append(f" ({info.status})", style="yellow")
         t.add_row(
             name, str(ms.ok), Text(str(ms.failed), style="red" if ms.failed else ""),
-            _ms(ms.ttft.p50), _ms(ms.ttft.p95), _ms(ms.itl.p50), _s(ms.e2e.mean), _s(ms.e2e.p95),
-            _f(ms.decode_tps.p50), Text(", ".join(ms.tokens_sources) or "–"),
+            *(textfmt.metric_number(m, getattr(ms.metrics[m.id], stat)) for m, stat in columns),
+            Text(", ".join(ms.tokens_sources) or "–"),
         )
     return t
 
@@ -454,6 +444,7 @@ def diff_cmd(a: str | None, b: str | None, results_dir: Path | None, by_prompt: 
     read from git history without a checkout.
     """
     from bench.analysis import compare
+    from bench.report import diff as diff_text
 
     rdir = config_mod.results_dir(results_dir)
     if not (math.isfinite(threshold) and threshold > 0):
@@ -470,17 +461,18 @@ def diff_cmd(a: str | None, b: str | None, results_dir: Path | None, by_prompt: 
     if fmt == "json":
         click.echo(store.json_text(d.as_dict()))
     elif fmt == "md":
-        click.echo(compare.diff_markdown(d), nl=False)
+        click.echo(diff_text.diff_markdown(d), nl=False)
     else:
         t = Table(title=Text(f"{a} → {b}"), title_justify="left")
         for col in ("model", "metric", "A", "B", "change [95% CI]", "status"):
             t.add_column(col, justify="right" if col in ("A", "B", "change [95% CI]") else "left")
         styles = {"improved": "green", "fixed": "green", "worsened": "red", "failed": "red", "not comparable": "yellow"}
         for r in d.rows:
-            label = compare.METRICS[r.metric][0] if r.metric in compare.METRICS else "all"
+            label = diff_text.metric_label(r.metric)
             status = Text(r.status + (f": {r.reason}" if r.reason else ""), style=styles.get(r.status, ""))
             t.add_row(Text(r.model), Text(label + (f" · {r.prompt}" if r.prompt else "")),
-                      compare.fmt_value(r.metric, r.a), compare.fmt_value(r.metric, r.b), compare.fmt_change(r), status)
+                      diff_text.fmt_value(r.metric, r.a), diff_text.fmt_value(r.metric, r.b), diff_text.fmt_change(r),
+                      status)
         out.print(t)
         for name, v in d.ranking.items():
             if v["a"] != v["b"]:

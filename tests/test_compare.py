@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.analysis import compare
+from bench.report import diff as diff_text
 from tests.conftest import Script, cli, collect
 
 TTFT, ITL = 0.10, 0.005
@@ -76,7 +77,7 @@ def test_one_request_per_prompt_is_never_significant(server, prompts_file):
     b = collect(server, "m", rounds=1, warmup=0, prompts=prompts_file, results_dir=Path("r")).path
     d = compare.diff(compare.resolve_side(str(a), Path(".")), compare.resolve_side(str(b), Path(".")))
     assert {r.status for r in d.rows} == {"not significant"} and not d.regressions
-    assert "too few requests" in compare.fmt_change(d.rows[0])
+    assert "too few requests" in diff_text.fmt_change(d.rows[0])
 
 
 def test_different_workloads_are_never_diffed(server, prompts_file):

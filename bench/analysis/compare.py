@@ -22,14 +22,14 @@ import math
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from bench.analysis import scoring
 from bench.errors import BenchError
+from bench.results.metrics import Metric, compared
 from bench.results.schema import Run, Sample
-from bench.results.stats import decode_tps
 from bench.results.store import (
     MAX_RESULTS_BYTES,
     find_run,
@@ -38,13 +38,21 @@ from bench.results.store import (
     parse_run,
 )
 
-# metric -> (label, extractor from a sample, higher is better)
-METRICS: dict[str, tuple[str, Callable[[Sample], float | None], bool]] = {
-    "ttft": ("TTFT", lambda s: s.ttft_s, False),
-    "itl": ("inter-token latency", lambda s: float(np.mean(s.itl_s)) if s.itl_s else None, False),
-    "e2e": ("end-to-end latency", lambda s: s.e2e_s, False),
-    "decode_tps": ("decode tokens/s", decode_tps, True),
-}
+
+class _Compared(Mapping[str, Metric]):
+    """The registry's compared metrics, read live (a metric registered later is diffed too)."""
+
+    def __getitem__(self, key: str) -> Metric:
+        return {m.id: m for m in compared()}[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([m.id for m in compared()])
+
+    def __len__(self) -> int:
+        return len(compared())
+
+
+METRICS: Mapping[str, Metric] = _Compared()
 
 
 class CompareError(BenchError):
@@ -285,8 +293,9 @@ def diff(a: Side, b: Side, *, threshold: float = 0.05, by_prompt: bool = False, 
         prompts: list[str | None] = [None]
         if by_prompt:
             prompts += sorted({s.prompt_id for s in sb} & {s.prompt_id for s in sa})
-        for metric, (_, fn, higher) in METRICS.items():
-            da, db = _by_prompt(sa, fn), _by_prompt(sb, fn)
+        for m in compared():
+            metric, higher = m.id, m.higher_is_better
+            da, db = _by_prompt(sa, m.value), _by_prompt(sb, m.value)
             for p in prompts:
                 pa = da if p is None else {k: v for k, v in da.items() if k == p}
                 pb = db if p is None else {k: v for k, v in db.items() if k == p}
@@ -337,61 +346,3 @@ def previous_comparable(runs: list[Run], run: Run) -> Run | None:
 
 
 __all__ = ["Diff", "Row", "Side", "diff", "resolve_side", "latest_comparable_pair"]
-
-
-# ----------------------------------------------------------------------------- formatting
-
-ARROWS = {"improved": "✅ improved", "worsened": "❌ worsened", "same": "same", "not significant": "not significant",
-          "not comparable": "⚠️ not comparable", "failed": "❌ failed", "fixed": "✅ fixed"}
-
-
-def fmt_value(metric: str, v: float | None) -> str:
-    if v is None:
-        return "–"
-    if metric in ("ttft", "itl"):
-        return f"{v * 1000:.1f} ms"
-    if metric == "e2e":
-        return f"{v:.2f} s"
-    return f"{v:.1f}"
-
-
-def fmt_change(r: Row) -> str:
-    if r.change is None:
-        return "–"
-    if r.ci and math.isinf(r.ci[0]):
-        return f"{r.change * 100:+.1f}% (too few requests for an interval)"
-    ci = f" [{r.ci[0] * 100:+.1f}%, {r.ci[1] * 100:+.1f}%]" if r.ci else ""
-    return f"{r.change * 100:+.1f}%{ci}"
-
-
-def diff_markdown(d: Diff) -> str:
-    """For pull-request comments: untrusted names escaped, one table."""
-    from bench.report.render import md_text
-
-    lines = [
-        f"### bench diff: {md_text(d.a)} → {md_text(d.b)}",
-        "",
-        f"Runs {', '.join(md_text(x) for x in d.a_runs)} → {', '.join(md_text(x) for x in d.b_runs)}. "
-        f"Change = B vs A (geometric mean over prompts of median ratios), 95% bootstrap interval; "
-        f"threshold {d.threshold * 100:g}%.",
-        "",
-        "| model | metric | A | B | change [95% CI] | status |",
-        "|---|---|--:|--:|--:|---|",
-    ]
-    for r in d.rows:
-        label = METRICS[r.metric][0] if r.metric in METRICS else "all"
-        if r.prompt:
-            label += f" · {md_text(r.prompt)}"
-        status = ARROWS.get(r.status, r.status) + (f": {md_text(r.reason)}" if r.reason else "")
-        lines.append(f"| {md_text(r.model)} | {label} | {fmt_value(r.metric, r.a)} | {fmt_value(r.metric, r.b)} | "
-                     f"{fmt_change(r)} | {status} |")
-    changed = {k: v for k, v in d.ranking.items() if v["a"] != v["b"]}
-    lines.append("")
-    if changed:
-        lines += [f"- Top pick for **{md_text(k)}** changed: {md_text(v['a'] or 'none')} → {md_text(v['b'] or 'none')}"
-                  for k, v in changed.items()]
-    else:
-        lines.append("Selection: the top pick of every shipped profile is unchanged.")
-    worse = len(d.regressions)
-    lines += ["", f"**{worse} significant regression{'s' if worse != 1 else ''}.**" if worse else "No significant regression."]
-    return "\n".join(lines) + "\n"

@@ -15,6 +15,8 @@ import html
 import math
 import re
 
+from bench.results.stats import percentiles
+
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#888888")
 MAX_LABEL = 40  # display length of labels; the full label stays in a <title> tooltip
 CHAR_W = 7.0  # rough width of one character at font-size 12, in viewBox units
@@ -60,14 +62,6 @@ def _num(v: object) -> float | None:
 def _fmt(v: float) -> str:
     """Tooltip value: 4 significant digits, plain digits for large numbers."""
     return f"{v:.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
-
-
-def _pct(s: list[float], p: float) -> float:
-    """Percentile of sorted values with linear interpolation (numpy's default)."""
-    k = (len(s) - 1) * p / 100
-    f = math.floor(k)
-    c = min(f + 1, len(s) - 1)
-    return s[f] + (s[c] - s[f]) * (k - f)
 
 
 def _axis(lo: float, hi: float) -> tuple[float, float, list[float], float]:
@@ -183,7 +177,7 @@ def distribution(series: list[tuple[str, list[float]]], *, title: str, unit: str
         if not vs:
             out.append(f'<text x="{x0 + 6:.1f}" y="{cy + 4:.1f}" opacity="0.7">no data</text>')
             continue
-        p25, p50, p75, p95 = (_pct(vs, p) for p in (25, 50, 75, 95))
+        p25, p50, p75, p95 = percentiles(vs, (25, 50, 75, 95))
         a, b = sx(vs[0]), sx(vs[-1])
         tip = (f"{name}: n={len(vs)}, min {_fmt(vs[0])}, p25 {_fmt(p25)}, p50 {_fmt(p50)}, p75 {_fmt(p75)}, "
                f"p95 {_fmt(p95)}, max {_fmt(vs[-1])} {u}")

@@ -7,15 +7,18 @@ import io
 from typing import Mapping
 
 from bench.analysis import scoring
-from bench.report.render import fmt_bytes, md_text, reason
+from bench.report.format import fmt_bytes, md_text, metric_heading, metric_number
+from bench.report.render import reason
+from bench.results.metrics import METRICS
 from bench.results.schema import Run
 from bench.results.stats import run_stats
 
-CSV_COLUMNS = [
-    "model", "status", "license", "requests", "ok", "failed", "ttft_p50_s", "ttft_p95_s", "itl_p50_s",
-    "tpot_p50_s", "e2e_mean_s", "e2e_p50_s", "e2e_p95_s", "e2e_p99_s", "decode_tps_p50", "decode_tps_mean",
-    "completion_tokens_mean", "tokens_sources", "peak_rss_bytes", "disk_bytes", "load_s",
-]
+
+def csv_columns() -> list[str]:
+    """Counts, each registered metric's export statistics, then the model's facts."""
+    return ["model", "status", "license", "requests", "ok", "failed",
+            *(m.column(stat) for m in METRICS.values() for stat in m.export),
+            "tokens_sources", "peak_rss_bytes", "disk_bytes", "load_s"]
 
 
 def _rows(run: Run) -> list[dict]:
@@ -25,10 +28,7 @@ def _rows(run: Run) -> list[dict]:
         rows.append({
             "model": ms.model, "status": info.status, "license": info.license or "",
             "requests": ms.requests, "ok": ms.ok, "failed": ms.failed,
-            "ttft_p50_s": ms.ttft.p50, "ttft_p95_s": ms.ttft.p95, "itl_p50_s": ms.itl.p50,
-            "tpot_p50_s": ms.tpot.p50, "e2e_mean_s": ms.e2e.mean, "e2e_p50_s": ms.e2e.p50,
-            "e2e_p95_s": ms.e2e.p95, "e2e_p99_s": ms.e2e.p99, "decode_tps_p50": ms.decode_tps.p50,
-            "decode_tps_mean": ms.decode_tps.mean, "completion_tokens_mean": ms.completion_tokens.mean,
+            **{m.column(stat): getattr(ms.metrics[m.id], stat) for m in METRICS.values() for stat in m.export},
             "tokens_sources": ";".join(ms.tokens_sources), "peak_rss_bytes": info.extra.get("peak_rss_bytes"),
             "disk_bytes": info.extra.get("disk_bytes"), "load_s": info.extra.get("load_s"),
         })
@@ -44,35 +44,33 @@ def _csv_safe(value: object) -> object:
 
 def export_csv(run: Run) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["run_id", "workload_hash", *CSV_COLUMNS], lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=["run_id", "workload_hash", *csv_columns()], lineterminator="\n")
     w.writeheader()
     for row in _rows(run):
         w.writerow({k: _csv_safe(v) for k, v in {"run_id": run.run_id, "workload_hash": run.workload.hash, **row}.items()})
     return buf.getvalue()
 
 
-def _f(x: float | None, spec: str, scale: float = 1) -> str:
-    return "–" if x is None else f"{x * scale:{spec}}"
-
-
 def export_markdown(run: Run, profiles: Mapping[str, scoring.Profile]) -> str:
     stats = run_stats(run)
     cands = scoring.candidates(run, None, stats)
+    columns = [(m, stat) for m in METRICS.values() for stat in m.table]
     out = [
         f"# Benchmark report: run {md_text(run.run_id)}",
         "",
         f"{md_text(run.started_at)} · status {md_text(run.status)} · workload `{run.workload.hash}` · "
         f"{md_text(run.machine.cpu or 'unknown CPU')}, {run.machine.cores_logical or '?'} cores · bench {md_text(run.bench_version)}",
         "",
-        "| model | ok/measured | TTFT p50 (ms) | TTFT p95 (ms) | ITL p50 (ms) | e2e avg (s) | e2e p95 (s) | decode tok/s | peak memory | disk | license |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| model | ok/measured | " + " | ".join(metric_heading(m, s, parens=True) for m, s in columns)
+        + " | peak memory | disk | license |",
+        "|---|--:|" + "--:|" * len(columns) + "--:|--:|---|",
     ]
     for ms in stats:
         info = run.models[ms.model]
         out.append(
-            f"| {md_text(ms.model)} | {ms.ok}/{ms.requests} | {_f(ms.ttft.p50, '.1f', 1000)} | {_f(ms.ttft.p95, '.1f', 1000)} | "
-            f"{_f(ms.itl.p50, '.1f', 1000)} | {_f(ms.e2e.mean, '.2f')} | {_f(ms.e2e.p95, '.2f')} | "
-            f"{_f(ms.decode_tps.p50, '.1f')} | {fmt_bytes(info.extra.get('peak_rss_bytes'))} | "
+            f"| {md_text(ms.model)} | {ms.ok}/{ms.requests} | "
+            + "".join(f"{metric_number(m, getattr(ms.metrics[m.id], s))} | " for m, s in columns)
+            + f"{fmt_bytes(info.extra.get('peak_rss_bytes'))} | "
             f"{fmt_bytes(info.extra.get('disk_bytes'))} | {md_text(info.license or 'unknown')} |"
         )
     out += ["", "## Highlights", ""]

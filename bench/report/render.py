@@ -8,12 +8,9 @@ shown in fenced code blocks whose fence is longer than any backtick run inside t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,123 +21,34 @@ from markupsafe import Markup
 from bench.analysis import scoring
 from bench.quality import annotations
 from bench.report import charts
+from bench.report import diff as diff_text
+from bench.report.format import (  # noqa: F401
+    code_block,
+    extra_label,
+    finalize,
+    fmt_any,
+    fmt_bytes,
+    fmt_extra,
+    fmt_ms,
+    fmt_num,
+    fmt_params,
+    fmt_pct,
+    fmt_s,
+    fmt_time,
+    json_for_script,
+    md_text,
+    metric_heading,
+    metric_row_label,
+    slug,
+    title_text,
+)
+from bench.results.metrics import METRICS, compared
 from bench.results.schema import Run, schema_text
 from bench.results.stats import ModelStats, run_stats
-from bench.results.store import LoadProblem, finite, load_all
+from bench.results.store import LoadProblem, load_all
 
 REPORT_DIR = "report"  # generated pages live in <docs_dir>/report/ plus the generated <docs_dir>/index.md
 MARKER = ".bench-generated"
-
-# ----------------------------------------------------------------------------- escaping
-
-# Characters that could start Markdown syntax: table pipes, links and images, emphasis, code,
-# attribute lists ({: onclick=...}), headings, escapes. Text with these as entities stays text.
-_MD_SPECIAL = {
-    "|": "&#124;", "[": "&#91;", "]": "&#93;", "*": "&#42;", "_": "&#95;", "`": "&#96;",
-    "{": "&#123;", "}": "&#125;", "#": "&#35;", "\\": "&#92;", "~": "&#126;", "!": "&#33;", "^": "&#94;",
-}
-_ESCAPES = str.maketrans({
-    **{k: v for k, v in _MD_SPECIAL.items()},
-    "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&#39;",
-})
-
-
-def md_text(value: Any) -> Markup:
-    """Untrusted text for inline Markdown (table cells, headings, lists): inert everywhere.
-
-    One pass over the characters: HTML specials and Markdown syntax become entities, and line
-    breaks become spaces (a cell or heading cannot be split).
-    """
-    s = re.sub(r"\s*[\r\n\x0b\x0c\x85\u2028\u2029]\s*", " ", str(value))
-    return Markup(s.translate(_ESCAPES))
-
-
-def title_text(value: Any) -> Markup:
-    """A page title for front matter. Themes print page titles unescaped (Material's header does),
-    so only characters that are inert in HTML, Markdown and YAML are kept."""
-    s = re.sub(r"[^A-Za-z0-9 .,;:()/+=@_-]", "?", re.sub(r"\s+", " ", str(value))).strip()
-    return Markup(s[:120] or "untitled")
-
-
-def code_block(text: Any, lang: str = "text", indent: int = 0) -> Markup:
-    """A fenced block that untrusted text cannot break out of."""
-    s = str(text)
-    longest = max((len(m) for m in re.findall(r"`+", s)), default=0)
-    fence = "`" * max(3, longest + 1)
-    pad = " " * indent
-    body = "\n".join(pad + line for line in s.splitlines()) if s else pad
-    return Markup(f"{fence}{lang}\n{body}\n{pad}{fence}")
-
-
-def json_for_script(data: Any) -> Markup:
-    """JSON that is safe inside <script type="application/json">."""
-    s = json.dumps(finite(data), ensure_ascii=True, separators=(",", ":"), allow_nan=False)
-    s = s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return Markup(s)
-
-
-def _finalize(value: Any) -> Any:
-    if isinstance(value, Markup) or value is None or isinstance(value, (int, float)):
-        return "–" if value is None else value
-    return md_text(value)
-
-
-def slug(value: str) -> Markup:
-    """A safe, stable file name (and anchor) for an untrusted id: only [A-Za-z0-9._-]."""
-    base = re.sub(r"[^A-Za-z0-9._-]+", "-", value).strip("-.")[:60] or "x"
-    if base != value:
-        base += "-" + hashlib.sha256(value.encode()).hexdigest()[:6]
-    return Markup(base)
-
-
-# ----------------------------------------------------------------------------- number formats
-
-
-def _fmt(x: float | None, spec: str, scale: float = 1.0, unit: str = "") -> Markup:
-    if x is None:
-        return Markup("–")
-    return Markup(f"{x * scale:{spec}}{unit}")
-
-
-def fmt_ms(x: float | None) -> Markup:
-    return _fmt(x, ".1f", 1000)
-
-
-def fmt_s(x: float | None) -> Markup:
-    return _fmt(x, ".2f")
-
-
-def fmt_num(x: float | None, digits: int = 1) -> Markup:
-    return _fmt(x, f".{digits}f")
-
-
-def fmt_bytes(x: float | None) -> Markup:
-    if not x:
-        return Markup("–")
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if x >= size:
-            return Markup(f"{x / size:.1f} {unit}" if unit == "GiB" else f"{x / size:.0f} {unit}")
-    return Markup(f"{x:.0f} B")
-
-
-def fmt_pct(x: float | None) -> Markup:
-    return _fmt(x, ".0f", 100, "%")
-
-
-def fmt_time(iso: str | None) -> Markup:
-    if not iso:
-        return Markup("–")
-    try:
-        return Markup(datetime.fromisoformat(iso.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M UTC"))
-    except ValueError:
-        return md_text(iso)
-
-
-def fmt_params(x: int | None) -> Markup:
-    if not x:
-        return Markup("–")
-    return Markup(f"{x / 1e9:.1f}B" if x >= 1e9 else f"{x / 1e6:.0f}M")
-
 
 # ----------------------------------------------------------------------------- the site model
 
@@ -170,7 +78,7 @@ def _env() -> Environment:
         loader=PackageLoader("bench.report", "templates"),
         undefined=StrictUndefined,
         autoescape=False,
-        finalize=_finalize,
+        finalize=finalize,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -180,8 +88,9 @@ def _env() -> Environment:
         time=fmt_time, params=fmt_params, slug=slug, json_script=json_for_script,
     )
     env.globals.update(
-        DIMENSIONS=scoring.DIMENSIONS, DIMENSION_INFO=scoring.DIMENSION_INFO, reason=reason, fmt=_fmt_any,
-        fmt_extra=_fmt_extra, extra_label=_extra_label, config_json=_config_json, outputs=_outputs,
+        DIMENSIONS=scoring.DIMENSIONS, DIMENSION_INFO=scoring.DIMENSION_INFO, reason=reason, fmt=fmt_any,
+        metrics=METRICS, metric_row_label=metric_row_label,
+        fmt_extra=fmt_extra, extra_label=extra_label, config_json=_config_json, outputs=_outputs,
         judgements=_judgements, manual_for=_manual_for,
         pretty_json=lambda data: json.dumps(data, indent=2, ensure_ascii=False),
     )
@@ -224,22 +133,20 @@ def _breakdown(ranking: scoring.Ranking) -> Markup:
                                       caption="Each segment: a dimension's sub-score times its weight share."))
 
 
-def _trend(views: list[RunView], metric: str) -> Markup | None:
+def _plotted(metric_id: str, stat: str, ms: ModelStats | None) -> float | None:
+    """A metric's statistic as charts plot it (latencies under a second in ms)."""
+    if ms is None or not ms.ok or metric_id not in ms.metrics:
+        return None
+    value = getattr(ms.metrics[metric_id], stat)
+    return value * 1000 if value is not None and METRICS[metric_id].kind == "ms" else value
+
+
+def _trend(views: list[RunView], metric_id: str, stat: str = "p50") -> Markup | None:
     if len(views) < 2:
         return None
     models = sorted({m for v in views for m in v.stats_by_model})
-    series = []
-    for m in models:
-        pts = []
-        for v in views:
-            ms = v.stats_by_model.get(m)
-            value = None
-            if ms is not None and ms.ok:
-                value = {"e2e_p50": ms.e2e.p50, "decode_tps": ms.decode_tps.p50,
-                         "ttft_p50": ms.ttft.p50 * 1000 if ms.ttft.p50 else None}[metric]
-            pts.append((v.label, value))
-        series.append((m, pts))
-    label = {"e2e_p50": "e2e p50 (s)", "decode_tps": "decode tokens/s (p50)", "ttft_p50": "TTFT p50 (ms)"}[metric]
+    series = [(m, [(v.label, _plotted(metric_id, stat, v.stats_by_model.get(m))) for v in views]) for m in models]
+    label = metric_heading(METRICS[metric_id], stat, parens=True)
     return Markup(charts.lines(series, title=f"Trend: {label}", y_label=label))
 
 
@@ -285,7 +192,7 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     if latest is not None:
         charts_home = dict(latency=_latency_chart(latest), scatter=_scatter(latest),
                            breakdown=_breakdown(rankings[0]) if rankings else None,
-                           trend=_trend(views, "e2e_p50"), trend_tps=_trend(views, "decode_tps"))
+                           trend=_trend(views, "e2e"), trend_tps=_trend(views, "decode_tps"))
     pages["index.md"] = env.get_template("home.md.j2").render(**common, charts=charts_home)
     pages[f"{prefix}/runs/index.md"] = env.get_template("runs.md.j2").render(**common)
     for v in views:
@@ -321,8 +228,8 @@ def _changes(views: list[RunView]) -> dict[str, Any]:
     a = compare.Side(prev.run_id, {m: prev for m in prev.models})
     b = compare.Side(runs[-1].run_id, {m: runs[-1] for m in runs[-1].models})
     d = compare.diff(a, b)
-    rows = [dict(model=r.model, metric=compare.METRICS[r.metric][0] if r.metric in compare.METRICS else "all",
-                 a=compare.fmt_value(r.metric, r.a), b=compare.fmt_value(r.metric, r.b), change=compare.fmt_change(r),
+    rows = [dict(model=r.model, metric=diff_text.metric_label(r.metric),
+                 a=diff_text.fmt_value(r.metric, r.a), b=diff_text.fmt_value(r.metric, r.b), change=diff_text.fmt_change(r),
                  status=r.status, reason=r.reason or "") for r in d.rows]
     return {"change": {"rows": rows, "ranking": d.ranking, "regressions": len(d.regressions),
                        "threshold": d.threshold}, "previous": next(v for v in views if v.run is prev)}
@@ -362,43 +269,6 @@ def reason(r: scoring.Ranking) -> str:
     return text
 
 
-def _fmt_any(value: float | None, kind: str) -> Markup:
-    return {"ms": fmt_ms, "s": fmt_s, "num": fmt_num, "bytes": fmt_bytes, "pct": fmt_pct}[kind](value)
-
-
-def _fmt_extra(key: str, value: Any) -> Markup:
-    if key.endswith("_bytes") and isinstance(value, (int, float)):
-        return fmt_bytes(value)
-    if key.endswith("_s") and isinstance(value, (int, float)):
-        return Markup(f"{value:.2f} s")
-    if key == "parameters" and isinstance(value, int):
-        return fmt_params(value)
-    if isinstance(value, bool):
-        return Markup("on" if value else "off")
-    if isinstance(value, list):
-        return md_text(" ".join(str(v) for v in value) or "none reported")
-    if isinstance(value, Mapping):
-        return md_text(", ".join(f"{_extra_label(str(k))}: {v}" for k, v in value.items()))
-    return md_text(value)
-
-
-_EXTRA_LABELS = {
-    "quantization": "quantization", "parameters": "parameters", "source": "weights from",
-    "chat_format": "chat format", "runtime": "runtime", "load_s": "cold load time",
-    "rss_after_load_bytes": "resident memory after load", "peak_rss_bytes": "peak resident memory",
-    "disk_bytes": "disk footprint", "threads": "threads", "n_ctx": "context size",
-    "rss_before_bytes": "server memory before the model ran", "memory_source": "memory measured on",
-    "llama_cpp_python": "llama-cpp-python", "n_batch": "batch size", "flash_attn": "flash attention",
-    "extra_bufts": "extra buffer types (weight repacking, AMX)", "extra_bufts_reason": "extra buffer types because",
-    "cpu_features": "CPU features llama.cpp reports", "mode": "mode", "mechanism": "how",
-    "unmeasured_requests": "unmeasured requests",
-}
-
-
-def _extra_label(key: str) -> str:
-    return _EXTRA_LABELS.get(key, key)
-
-
 def _config_json(cfg: Mapping[str, Any]) -> Markup:
     return code_block(json.dumps(cfg, indent=2, ensure_ascii=False), "json")
 
@@ -423,15 +293,15 @@ def _latest_with_prompt(views: list[RunView], pid: str) -> RunView | None:
 
 
 def _model_trend(history: list[RunView], key: str) -> Markup | None:
+    """One chart per compared metric: its p50 across the model's runs."""
     if len(history) < 2:
         return None
-    ttft = [(v.label, (v.stats_by_model[key].ttft.p50 or 0) * 1000 or None) for v in history]
-    pts = [(v.label, v.stats_by_model[key].e2e.p50) for v in history]
-    tps = [(v.label, v.stats_by_model[key].decode_tps.p50) for v in history]
-    return Markup(charts.lines([("TTFT p50 (ms)", ttft)], title="TTFT p50 across runs and commits", y_label="ms")
-                  + "\n\n" + charts.lines([("e2e p50 (s)", pts)], title="e2e p50 across runs and commits", y_label="seconds")
-                  + "\n\n" + charts.lines([("decode tok/s", tps)], title="decode tokens/s across runs and commits",
-                                           y_label="tokens/s"))
+    charts_ = []
+    for m in compared():
+        label = metric_heading(m, "p50", parens=True)
+        pts = [(v.label, _plotted(m.id, "p50", v.stats_by_model[key])) for v in history]
+        charts_.append(charts.lines([(label, pts)], title=f"{m.label} p50 across runs and commits", y_label=label))
+    return Markup("\n\n".join(charts_))
 
 
 def _selection_data(rankings: list[scoring.Ranking]) -> dict[str, Any]:

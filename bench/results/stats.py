@@ -11,7 +11,13 @@ from typing import Iterable
 
 import numpy as np
 
+from bench.results.metrics import METRICS, decode_tps, e2e_tps, tpot  # noqa: F401 (defined there)
 from bench.results.schema import Run, Sample
+
+
+def percentiles(values: Iterable[float], ps: Iterable[float]) -> list[float]:
+    """Percentiles with linear interpolation (numpy's default): the one implementation bench uses."""
+    return [float(x) for x in np.percentile(np.asarray(list(values), dtype=float), list(ps))]
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,7 @@ class Dist:
         a = np.asarray([v for v in values if v is not None], dtype=float)
         if a.size == 0:
             return cls(0, None, None, None, None, None, None, None)
-        p50, p95, p99 = (float(x) for x in np.percentile(a, [50, 95, 99]))
+        p50, p95, p99 = percentiles(a, (50, 95, 99))
         return cls(
             n=int(a.size),
             mean=float(a.mean()),
@@ -45,54 +51,31 @@ class Dist:
         )
 
 
-def decode_tps(s: Sample) -> float | None:
-    """Decode tokens/s = (completion_tokens - 1) / (e2e - TTFT).
-
-    The first token arrives at TTFT; the remaining tokens are decoded in e2e - TTFT. Prompt
-    tokens are never in the numerator.
-    """
-    if not s.ok or s.ttft_s is None or s.e2e_s is None or not s.completion_tokens:
-        return None
-    span = s.e2e_s - s.ttft_s
-    if s.completion_tokens < 2 or span <= 0:
-        return None
-    return (s.completion_tokens - 1) / span
-
-
-def tpot(s: Sample) -> float | None:
-    """Time per output token after the first: (e2e - TTFT) / (completion_tokens - 1)."""
-    tps = decode_tps(s)
-    return 1.0 / tps if tps else None
-
-
-def e2e_tps(s: Sample) -> float | None:
-    """Completion tokens / e2e: what a user waiting for the whole answer sees (no-stream runs too)."""
-    if not s.ok or s.e2e_s is None or not s.completion_tokens or s.e2e_s <= 0:
-        return None
-    return s.completion_tokens / s.e2e_s
-
-
 @dataclass(frozen=True)
 class ModelStats:
+    """One model's figures in one run: counts, and a distribution per registered metric
+    (``stats.ttft``, ``stats.metrics["ttft"]``)."""
+
     model: str
     requests: int
     ok: int
     failed: int
     errors: dict[str, int]
-    ttft: Dist
-    itl: Dist
-    tpot: Dist
-    e2e: Dist
-    decode_tps: Dist
-    e2e_tps: Dist
-    completion_tokens: Dist
+    metrics: dict[str, Dist]
     tokens_sources: list[str]
     over_limit: int
     streamed: bool
     extra: dict = field(default_factory=dict)
 
+    def __getattr__(self, name: str) -> Dist:
+        metrics = self.__dict__.get("metrics", {})
+        if name in metrics:
+            return metrics[name]
+        raise AttributeError(name)
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        return {**{k: v for k, v in d.items() if k != "metrics"}, **d["metrics"]}
 
 
 def measured(samples: Iterable[Sample]) -> list[Sample]:
@@ -112,13 +95,7 @@ def model_stats(model: str, samples: list[Sample]) -> ModelStats:
         ok=len(ok),
         failed=len(mine) - len(ok),
         errors=errors,
-        ttft=Dist.of(s.ttft_s for s in ok),
-        itl=Dist.of(g for s in ok for g in s.itl_s),
-        tpot=Dist.of(tpot(s) for s in ok),
-        e2e=Dist.of(s.e2e_s for s in ok),
-        decode_tps=Dist.of(decode_tps(s) for s in ok),
-        e2e_tps=Dist.of(e2e_tps(s) for s in ok),
-        completion_tokens=Dist.of(s.completion_tokens for s in ok),
+        metrics={m.id: Dist.of(m.value(s) for s in ok) for m in METRICS.values()},
         tokens_sources=sorted({s.tokens_source for s in ok if s.tokens_source}),
         over_limit=sum(1 for s in ok if s.over_limit),
         streamed=any(s.stream for s in mine),
