@@ -154,3 +154,14 @@ def test_git_revisions_read_from_history_without_checkout(server, prompts_file, 
     assert r.exit_code == 2 and "has no results under results/" in r.stderr
     r = cli("diff", "nosuchrev", "HEAD")
     assert r.exit_code == 2 and "neither a results file, a run id" in r.stderr
+
+
+def test_without_git_a_revision_diff_says_so_and_a_run_records_no_commit(server, tmp_path, monkeypatch):
+    server.set_model("m", Script())
+    out = collect(server, "m", rounds=1, warmup=0)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-git-here"))  # git cannot be found
+    r = cli("diff", "HEAD~1", "HEAD", "--results-dir", str(out.path.parent))
+    assert r.exit_code == 2 and "git is not installed" in r.output and "Traceback" not in r.output
+    from bench.measure.machine import git_info
+
+    assert git_info(tmp_path) is None

@@ -37,6 +37,7 @@ from bench.results.store import (
     load_run,
     parse_run,
 )
+from bench.util.git import NOT_INSTALLED, git, installed
 
 
 class _Compared(Mapping[str, Metric]):
@@ -106,11 +107,17 @@ class Diff:
 # ----------------------------------------------------------------------------- resolving sides
 
 
-def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+def _git(args: list[str], cwd: Path, text: bool = True) -> subprocess.CompletedProcess:
+    done = git(args, cwd, text=text)
+    if done is None:
+        raise CompareError(f"{NOT_INSTALLED}: install git to diff commits, or pass run ids or results files")
+    return done
 
 
 def _is_revision(ref: str, cwd: Path) -> bool:
+    if not installed(cwd):
+        raise CompareError(f"'{ref}' is not a run id or a results file, and {NOT_INSTALLED} to read it as a "
+                           "revision: install git, or pass run ids or results files")
     return _git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd).returncode == 0
 
 
@@ -138,7 +145,7 @@ def runs_at_revision(rev: str, results_dir: Path) -> list[Run]:
     for f, size in files:
         if size > MAX_RESULTS_BYTES:
             continue  # refused unread, like a file on disk
-        blob = subprocess.run(["git", "show", f"{rev}:{f}"], cwd=root, capture_output=True)
+        blob = _git(["show", f"{rev}:{f}"], root, text=False)
         try:
             runs.append(parse_run(blob.stdout, f"{rev}:{f}"))
         except BenchError:

@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 
 from bench.results.schema import GitInfo, Machine
+from bench.util.git import git_out
 
 
 def _cpu_model() -> str | None:
@@ -52,20 +53,12 @@ def machine_info() -> Machine:
     )
 
 
-def _git(args: list[str], cwd: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
 def git_info(cwd: Path | None = None) -> GitInfo | None:
     """Commit, branch and dirtiness of the repository we run in (None outside a repository)."""
     cwd = cwd or Path.cwd()
-    commit = _git(["rev-parse", "HEAD"], cwd)
+    commit = git_out(["rev-parse", "HEAD"], cwd)
     if commit is None:
         return None
-    branch = _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd)
-    status = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
+    branch = git_out(["rev-parse", "--abbrev-ref", "HEAD"], cwd)
+    status = git_out(["status", "--porcelain", "--untracked-files=no"], cwd)
     return GitInfo(commit=commit, branch=branch, dirty=bool(status) if status is not None else None)
