@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -93,6 +94,19 @@ def test_a_runtime_registered_through_the_protocol_alone_is_detected_and_collect
     chats = [r for r in server.requests if r["path"].startswith("/v1/chat")]
     assert chats and all(r["body"]["model"] == "toy-small-q4:1" for r in chats)
     assert {s.tokens_source for s in run.samples if s.ok} == {"tokenize"}
+    # The run page names the runtime and its version.
+    from bench.report.render import render
+
+    render(out.path.parent, Path("docs"))
+    assert "| toy 1.2.3 |" in (Path("docs") / "report" / "runs" / f"{run.run_id}.md").read_text()
+
+
+def test_a_hostile_version_string_is_kept_short(server, toy):
+    _toy_routes(server, [])
+    server.routes[("GET", "/toy/version")] = (200, {"toy": True, "version": "v" * 100_000})
+    server.set_model("toy-small-q4:1", Script())
+    out = collect(server, "small", rounds=1, warmup=0)
+    assert out.run.endpoints[0].runtime_version == "v" * 100
 
 
 def test_a_load_the_runtime_refuses_fails_the_model_with_its_reason(server, toy, monkeypatch):

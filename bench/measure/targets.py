@@ -20,6 +20,8 @@ from bench.measure.request import TokenCounter
 from bench.results.schema import EndpointInfo, ModelInfo
 from bench.runtimes import Runtime
 
+MAX_VERSION_CHARS = 100  # a server's version string is untrusted text: kept short
+
 
 def probe_endpoint(name: str, endpoint: Endpoint, client: openai.OpenAI, timeout_s: float = 10,
                    runtime: Runtime | None = None) -> EndpointInfo:
@@ -37,7 +39,8 @@ def probe_endpoint(name: str, endpoint: Endpoint, client: openai.OpenAI, timeout
     info.error = listed.error
     if info.reachable:
         with contextlib.suppress(Exception):  # noqa: BLE001 - a version is a nicety, never a failure
-            info.runtime_version = runtime.version()
+            version = runtime.version()
+            info.runtime_version = str(version)[:MAX_VERSION_CHARS] if version else None
     return info
 
 
