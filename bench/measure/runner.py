@@ -246,7 +246,7 @@ class _ModelRun:
     warm: an identical one-token request goes right before each measured one.
     """
 
-    def __init__(self, job: _Job, target: Target):
+    def __init__(self, job: _Job, target: Target, served: str):
         self.plan, self.writer, self.m, self.target = job.plan, job.writer, job.m, target
         self.opts, self.reporter, self.sleep = job.opts, job.reporter, job.sleep
         self.info = job.info
@@ -254,7 +254,7 @@ class _ModelRun:
         self.mechanism = "prime" if plan.prompt_cache == "warm" else ("order" if target.embedded else "nonce")
         self.info.extra["prompt_cache"] = {"mode": plan.prompt_cache, "mechanism": self.mechanism}
         self.extra_requests = 0
-        self.served = target.runtime.served_id(job.m.name, target.probe.models) or job.m.name
+        self.served = served  # the id the runtime resolved the model's name to
 
     def _unmeasured(self, text: str) -> None:
         opts = RequestOptions(gen=self.opts.gen.model_copy(update={"max_tokens": 1}), timeout_s=self.opts.timeout_s,
@@ -344,7 +344,7 @@ def _run_model(job: _Job, target: Target) -> None:
         info.status, info.reason = "failed", why
         writer.save()
         return
-    mr = _ModelRun(job, target)
+    mr = _ModelRun(job, target, served)
     first_warmup = sum(1 for s in writer.run.samples if s.model == key and s.warmup)
     for i in range(job.plan.warmup):
         s = mr.request(WARMUP_PROMPT, first_warmup + i, True)

@@ -29,8 +29,9 @@ def unregister(name: str) -> None:
 
 
 def names() -> list[str]:
-    """What bench.yaml's ``runtime:`` may name."""
-    return [r.name for r in RUNTIMES] + [EMBEDDED_NAME]
+    """What an endpoint's ``runtime:`` in bench.yaml may name (the embedded runtime has no endpoint:
+    bench starts it for models with a GGUF ``path``)."""
+    return [r.name for r in RUNTIMES]
 
 
 def detect(conn: Connection, forced: str | None = None) -> Runtime:
