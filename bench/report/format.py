@@ -196,7 +196,8 @@ _EXTRA_LABELS = {
     "llama_cpp_python": "llama-cpp-python", "n_batch": "batch size", "flash_attn": "flash attention",
     "extra_bufts": "extra buffer types (weight repacking, AMX)", "extra_bufts_reason": "extra buffer types because",
     "cpu_features": "CPU features llama.cpp reports", "mode": "mode", "mechanism": "how",
-    "unmeasured_requests": "unmeasured requests",
+    "unmeasured_requests": "unmeasured requests", "variant": "variant (served id)", "publisher": "publisher",
+    "model_folder": "model folder", "unknown": "not known", "license": "license",
 }
 
 

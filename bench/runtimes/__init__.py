@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from bench.errors import ConfigError
 from bench.runtimes.base import EMBEDDED_NAME, MemoryReading, ModelList, Runtime
+from bench.runtimes.foundry import FoundryLocal
 from bench.runtimes.generic import OpenAICompatible
 from bench.runtimes.http import Connection, HTTPFailure
 
-RUNTIMES: list[type[Runtime]] = [OpenAICompatible]
+RUNTIMES: list[type[Runtime]] = [FoundryLocal, OpenAICompatible]
 
 
 def register(runtime: type[Runtime]) -> type[Runtime]:

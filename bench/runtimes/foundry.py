@@ -1,0 +1,224 @@
+"""Microsoft Foundry Local's web service (foundry-local-sdk 2.x, or the Foundry Local app).
+
+What its service answers (checked against foundry-local-sdk 2.2.1's own web service, serving
+SmolLM2 offline from a local catalog):
+
+* ``GET /status`` -> ``{"endpoints": [...], "modelCachePath": "...", "pid": N}``: how bench
+  recognises it, where its models are on disk, and which process serves them;
+* ``GET /v1/models`` lists the model ids it can serve (``smollm2-135m-instruct-generic-cpu:1``,
+  ``owned_by`` = publisher); ``GET /v1/models/<id>`` describes one; aliases are not accepted there
+  nor in chat requests (404 "Model not found");
+* ``GET /models/loaded`` -> loaded ids; ``GET /models/load/<alias or id>`` -> ``{"status":
+  "loaded"}``; a chat request naming an id that is not loaded fails with 400 "must be loaded
+  before inference", so bench loads it first and times that.
+
+Its port is chosen at start: never assume 5272/5273. Its web service reports no version and no
+license: those are recorded as unknown, with the reason, never guessed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import quote, urlsplit
+
+import psutil
+
+from bench.errors import BenchError
+from bench.runtimes.base import MemoryReading, Runtime
+from bench.runtimes.http import Connection, HTTPFailure
+from bench.runtimes.process import MemorySampler
+from bench.util.bounded import excerpt
+
+LOAD_TIMEOUT_S = 1800.0  # loading a multi-GB model from disk can take minutes
+MAX_FACT_CHARS = 200
+MAX_SCAN_DIRS = 2_000  # model folders looked at under the cache
+MAX_DISK_FILES = 10_000
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+NOT_REPORTED = "not reported by Foundry Local's web service"
+
+
+class FoundryLocal(Runtime):
+    name = "foundry"
+    label = "Foundry Local"
+
+    def __init__(self, conn: Connection | None):
+        super().__init__(conn)
+        self._status: dict[str, Any] | None = None
+        self._aliases: dict[str, str] = {}  # served id -> the alias it was resolved from
+
+    @classmethod
+    def detect(cls, conn: Connection) -> bool:
+        data = conn.get("/status", root=True, timeout_s=5).data
+        return isinstance(data, dict) and isinstance(data.get("modelCachePath"), str) and "endpoints" in data
+
+    # -- what the service says about itself
+    def status(self) -> dict[str, Any]:
+        if self._status is None and self.conn is not None:
+            try:
+                data = self.conn.get("/status", root=True, timeout_s=5).data
+            except HTTPFailure:
+                data = None
+            self._status = data if isinstance(data, dict) else {}
+        return self._status or {}
+
+    def _local(self) -> bool:
+        return self.conn is not None and urlsplit(self.conn.base_url).hostname in LOOPBACK
+
+    def _pid(self) -> int | None:
+        """The serving process when it runs on this machine and is alive."""
+        pid = self.status().get("pid")
+        if self._local() and isinstance(pid, int) and not isinstance(pid, bool) and psutil.pid_exists(pid):
+            return pid
+        return None
+
+    # -- models
+    def served_id(self, name: str, listed: list[str]) -> str | None:
+        """An id as it is, or an alias: the one listed variant ``<alias>-<variant>:<version>``
+        (with several, the one loaded; else None and the reason is the model list)."""
+        if name in listed or (not listed and ":" in name):
+            return name
+        variants = [i for i in listed if i.split(":")[0].startswith(f"{name}-")]
+        if len(variants) > 1:
+            loaded = [v for v in variants if v in self.loaded()]
+            variants = loaded[:1] if len(loaded) == 1 else variants
+        if len(variants) != 1:
+            return None
+        self._aliases[variants[0]] = name
+        return variants[0]
+
+    def loaded(self) -> list[str]:
+        try:
+            data = self.conn.get("/models/loaded", root=True, timeout_s=10).data if self.conn else None
+        except HTTPFailure:
+            return []
+        return [x[:MAX_FACT_CHARS] for x in (data if isinstance(data, list) else [])[:1000] if isinstance(x, str)]
+
+    def ensure_loaded(self, model_id: str) -> float | None:
+        """Load the model unless it is loaded; the seconds the load took (None: it already was).
+        foundry-local-sdk 2.2.1 loads by alias only (an id answers 404), so an id bench resolved
+        from an alias is loaded under that alias, and must then be the one loaded."""
+        if self.conn is None or model_id in self.loaded():
+            return None
+        t0 = time.perf_counter()
+        answer = self._load(model_id)
+        alias = self._aliases.get(model_id)
+        if answer.status == 404 and alias:
+            answer = self._load(alias)
+        elapsed = time.perf_counter() - t0
+        if answer.status != 200:
+            message = _message(answer.data)
+            if "not cached" in str(message).lower() or "must be downloaded" in str(message).lower():
+                raise BenchError(f"{alias or model_id} is not downloaded, and bench never downloads models (they are "
+                                 f"gigabytes): download it with Foundry Local first (foundry model download "
+                                 f"{alias or model_id}, or the SDK's model.download()), then run again")
+            raise BenchError(f"Foundry Local answered HTTP {answer.status}: {excerpt(message)}")
+        loaded = self.loaded()
+        if model_id not in loaded:
+            raise BenchError(f"Foundry Local loaded {', '.join(loaded) or 'nothing'} for '{alias or model_id}', "
+                             f"not {model_id}")
+        return elapsed
+
+    def _load(self, name: str) -> Any:
+        try:
+            return self.conn.get(f"/models/load/{quote(name, safe=':')}", root=True, timeout_s=LOAD_TIMEOUT_S,
+                                 ok_only=False)
+        except HTTPFailure as e:
+            raise BenchError(f"Foundry Local did not load it ({e})") from None
+
+    # -- facts
+    def model_facts(self, model_id: str) -> dict[str, Any]:
+        facts: dict[str, Any] = {"variant": model_id[:MAX_FACT_CHARS]}
+        unknown = {"license": f"{NOT_REPORTED}: set license: for the model in bench.yaml"}
+        described = self._describe(model_id)
+        if isinstance(described.get("owned_by"), str) and described["owned_by"]:
+            facts["publisher"] = described["owned_by"][:MAX_FACT_CHARS]
+        folder = self._model_folder(model_id)
+        if folder is not None:
+            facts["model_folder"] = str(folder)[:500]
+            disk = _folder_bytes(folder)
+            if disk:
+                facts["disk_bytes"] = disk
+        else:
+            unknown["disk_bytes"] = ("the service is not on this machine" if not self._local() else
+                                     "no folder with this model id under the service's modelCachePath")
+        facts["unknown"] = unknown
+        return facts
+
+    def _describe(self, model_id: str) -> dict[str, Any]:
+        try:
+            data = self.conn.get(f"/models/{quote(model_id, safe=':')}", timeout_s=10).data if self.conn else None
+        except HTTPFailure:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _model_folder(self, model_id: str) -> Path | None:
+        """The cached model's folder: the one whose inference_model.json names this id (the
+        service's own rule), under modelCachePath, when the service runs on this machine."""
+        cache = self.status().get("modelCachePath")
+        if not self._local() or not isinstance(cache, str) or not cache:
+            return None
+        seen = 0
+        for dirpath, dirnames, filenames in os.walk(cache):
+            seen += 1
+            if seen > MAX_SCAN_DIRS:
+                return None
+            if "inference_model.json" in filenames:
+                dirnames.clear()  # a model folder is a leaf
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    name = json.loads((Path(dirpath) / "inference_model.json").read_text()[:65536]).get("Name")
+                    if name == model_id or f"{name}:0" == model_id:
+                        return Path(dirpath)
+        return None
+
+    @contextlib.contextmanager
+    def watch_memory(self) -> Iterator[MemoryReading | None]:
+        pid = self._pid()
+        if pid is None:
+            yield None
+            return
+        try:
+            sampler = MemorySampler(pid)
+        except psutil.Error:
+            yield None
+            return
+        reading = MemoryReading(before_bytes=sampler.rss(), source=(
+            f"Foundry Local's process tree (pid {pid}, from its /status); it may hold other models too"))
+        sampler.start()
+        try:
+            yield reading
+        finally:
+            reading.peak_bytes = sampler.stop()
+
+    def died(self) -> str | None:
+        pid = self.status().get("pid")
+        if self._local() and isinstance(pid, int) and not psutil.pid_exists(pid):
+            return f"Foundry Local's service (pid {pid}) behind {self.conn.shown} exited"
+        if self.conn is None:
+            return None
+        again = self.list_models(timeout_s=3)
+        if again.status is None or again.status in (502, 503, 504):
+            return f"the server at {self.conn.shown} stopped answering mid-run ({again.error})"
+        return None
+
+
+def _message(data: Any) -> Any:
+    """The message of an OpenAI-style error body, or the body."""
+    error = data.get("error") if isinstance(data, dict) else None
+    return error.get("message", error) if isinstance(error, dict) else data
+
+
+def _folder_bytes(folder: Path) -> int | None:
+    total, seen = 0, 0
+    for dirpath, _, files in os.walk(folder):
+        for f in files:
+            seen += 1
+            if seen > MAX_DISK_FILES:
+                return None
+            with contextlib.suppress(OSError):
+                total += (Path(dirpath) / f).stat().st_size
+    return total or None

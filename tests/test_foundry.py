@@ -1,0 +1,105 @@
+"""Foundry Local, through the scripted server answering its routes as foundry-local-sdk 2.2.1's web
+service does (shapes recorded from the real service; see bench/runtimes/foundry.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from bench.results import store
+from tests.conftest import Script, collect
+
+ALIAS = "smollm2-135m-instruct"
+ID = "smollm2-135m-instruct-generic-cpu:1"
+
+
+@pytest.fixture
+def foundry(server, tmp_path):
+    """The scripted server as a Foundry Local service with one cached model, nothing loaded."""
+    cache = tmp_path / "cache"
+    folder = cache / "HuggingFaceTB" / "smollm2-135m-instruct-generic-cpu-1"
+    folder.mkdir(parents=True)
+    (folder / "genai_config.json").write_text("{}")
+    (folder / "model.onnx.data").write_bytes(b"\0" * 4096)
+    (folder / "inference_model.json").write_text(json.dumps({"Name": ID}))
+    state = {"loaded": [], "loads": []}
+    server.routes[("GET", "/status")] = (200, {"endpoints": [server.url[:-3]], "modelCachePath": str(cache),
+                                               "pid": os.getpid()})
+    server.routes[("GET", "/models/loaded")] = lambda body: (200, list(state["loaded"]))
+
+    def load(name):
+        def answer(body):
+            state["loads"].append(name)
+            if name != ALIAS:  # 2.2.1 loads by alias; an id answers 404
+                return 404, {"error": {"message": f"Model not found: No model matching '{name}'"}}
+            state["loaded"].append(ID)
+            return 200, {"status": "loaded"}
+        return answer
+
+    server.routes[("GET", f"/models/load/{ALIAS}")] = load(ALIAS)
+    server.routes[("GET", f"/models/load/{ID}")] = load(ID)
+    server.routes[("GET", f"/v1/models/{ID}")] = (200, {"id": ID, "object": "model", "owned_by": "HuggingFaceTB",
+                                                        "created": 0})
+    server.set_model(ID, Script())
+    server.state = state
+    return server
+
+
+def test_an_alias_is_resolved_loaded_timed_and_described(foundry):
+    out = collect(foundry, ALIAS, rounds=1, warmup=0)
+    run = store.load_run(out.path)
+    assert run.endpoints[0].runtime == "foundry" and run.endpoints[0].runtime_version is None
+    info = run.models[ALIAS]
+    assert info.status == "ok" and info.runtime == "foundry" and info.resolved_id == ID
+    assert foundry.state["loads"] == [ID, ALIAS]  # the id first; 2.2.1 wants the alias
+    assert info.extra["load_s"] >= 0 and info.extra["variant"] == ID and info.extra["publisher"] == "HuggingFaceTB"
+    assert info.extra["disk_bytes"] == 4096 + 2 + len(json.dumps({"Name": ID}))
+    assert "not reported by Foundry Local" in info.extra["unknown"]["license"] and info.license is None
+    assert info.extra["peak_rss_bytes"] > 0 and "from its /status" in info.extra["memory_source"]
+    chats = [i for i, r in enumerate(foundry.requests) if r["path"].startswith("/v1/chat")]
+    loads = [i for i, r in enumerate(foundry.requests) if r["path"].startswith("/models/load")]
+    assert chats and max(loads) < min(chats)  # loaded before the first request
+    assert all(foundry.requests[i]["body"]["model"] == ID for i in chats)
+
+
+def test_a_loaded_model_is_not_loaded_again(foundry):
+    foundry.state["loaded"].append(ID)
+    out = collect(foundry, ID, rounds=1, warmup=0)
+    assert out.run.models[ID].status == "ok" and "load_s" not in out.run.models[ID].extra
+    assert foundry.state["loads"] == []
+
+
+def test_an_unknown_alias_lists_what_the_service_has(foundry):
+    out = collect(foundry, "phi-4-mini", rounds=1, warmup=0)
+    info = out.run.models["phi-4-mini"]
+    assert info.status == "skipped" and "does not serve 'phi-4-mini'" in info.reason and ID in info.reason
+
+
+def test_a_refused_load_fails_the_model_with_the_service_message(foundry):
+    foundry.routes[("GET", f"/models/load/{ALIAS}")] = (500, {"error": {"message": "out of memory"}})
+    out = collect(foundry, ALIAS, rounds=1, warmup=0)
+    info = out.run.models[ALIAS]
+    assert info.status == "failed" and "out of memory" in info.reason
+    assert not [r for r in foundry.requests if r["path"].startswith("/v1/chat")]
+
+
+def test_two_variants_of_an_alias_resolve_only_when_one_is_loaded(foundry):
+    gpu = "smollm2-135m-instruct-cuda-gpu:1"
+    foundry.set_model(gpu, Script())
+    out = collect(foundry, ALIAS, rounds=1, warmup=0)
+    assert out.run.models[ALIAS].status == "skipped"  # ambiguous: never guessed
+    foundry.state["loaded"].append(gpu)
+    out = collect(foundry, ALIAS, rounds=1, warmup=0)
+    assert out.run.models[ALIAS].status == "ok" and out.run.models[ALIAS].resolved_id == gpu
+
+
+def test_a_model_that_is_not_downloaded_is_never_downloaded_and_says_how(foundry):
+    # What 2.2.1's service answers for a catalog model that is not in its cache.
+    foundry.routes[("GET", f"/models/load/{ALIAS}")] = (400, {"error": {
+        "message": "Model not cached: Model must be downloaded before loading"}})
+    out = collect(foundry, ALIAS, rounds=1, warmup=0)
+    info = out.run.models[ALIAS]
+    assert info.status == "failed" and "not downloaded" in info.reason
+    assert f"foundry model download {ALIAS}" in info.reason and "never downloads" in info.reason
