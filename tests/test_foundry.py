@@ -103,3 +103,17 @@ def test_a_model_that_is_not_downloaded_is_never_downloaded_and_says_how(foundry
     info = out.run.models[ALIAS]
     assert info.status == "failed" and "not downloaded" in info.reason
     assert f"foundry model download {ALIAS}" in info.reason and "never downloads" in info.reason
+
+
+def test_bench_models_shows_runtime_loadability_and_what_is_not_known(foundry):
+    from bench.config import resolve
+    from bench.measure.probe import checklist
+
+    plan = resolve(None, env={}, endpoint=foundry.url, models=f"{ALIAS},phi-4-mini", require_endpoint=False)
+    rows = checklist(plan, env={}, timeout_s=10)
+    assert rows[0].ok and "runtime foundry (version not reported)" in rows[0].detail
+    smol = next(r for r in rows if r.model == ALIAS)
+    assert smol.ok and smol.detail.startswith("loaded in ") and f"as {ID}" in smol.detail
+    assert "disk 0 MB" in smol.detail and "not known: license" in smol.detail
+    phi = next(r for r in rows if r.model == "phi-4-mini")
+    assert not phi.ok and "does not serve 'phi-4-mini'" in phi.detail

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from bench.config import Generation, Plan
+from bench.errors import BenchError
 from bench.measure.client import measure_plain
-from bench.measure.targets import open_target, unknown_model_reason
+from bench.measure.targets import Target, model_facts, open_target, unknown_model_reason
 
 PROBE_PROMPT = [{"role": "user", "content": "Reply with the single word OK."}]
 
@@ -25,22 +26,45 @@ def checklist(plan: Plan, *, env: Mapping[str, str], timeout_s: float = 60.0) ->
     gen = Generation(max_tokens=8, temperature=0, seed=plan.generation.seed, stream=False)
     for name, ep in plan.endpoints.items():
         target = open_target(name, ep, env, timeout_s, probe_timeout_s=min(timeout_s, 10))
-        client, info = target.client, target.probe
+        info = target.probe
         listed = ", ".join(info.models) or "(no models listed)"
         server = f" [{info.server}]" if info.server else ""
+        runtime = f"{info.runtime} {info.runtime_version or '(version not reported)'}"
         rows.append(CheckRow(info.reachable, name, None,
-                             f"{info.base_url}{server}: " + (info.error or f"lists {listed}")))
+                             f"{info.base_url}{server}, runtime {runtime}: " + (info.error or f"lists {listed}")))
         if not info.reachable:
             continue
         for m in (m for m in plan.models if not m.embedded and plan.endpoint_of(m).name == name):
-            if target.runtime.served_id(m.name, info.models) is None:
-                rows.append(CheckRow(False, name, m.key, unknown_model_reason(m.name, info)))
-                continue
-            r = measure_plain(client, m.name, PROBE_PROMPT, gen, timeout_s)
-            if r.error:
-                rows.append(CheckRow(False, name, m.key, f"{r.error}: {r.detail}"))
-            else:
-                answer = " ".join(r.output.split())[:60]
-                rows.append(CheckRow(True, name, m.key,
-                                     f"answered in {r.e2e_ns / 1e9:.2f} s as {r.resolved_model}: {answer!r}"))
+            rows.append(_check_model(target, m.name, m.key, gen, timeout_s))
     return rows
+
+
+def _check_model(target: Target, name: str, key: str, gen: Generation, timeout_s: float) -> CheckRow:
+    """Is the model served (its id), loadable (loaded, timed), and does it answer a probe?"""
+    info = target.probe
+    served = target.runtime.served_id(name, info.models)
+    if served is None:
+        return CheckRow(False, info.name, key, unknown_model_reason(name, info))
+    as_id = f" as {served}" if served != name else ""
+    try:
+        load_s = target.runtime.ensure_loaded(served)
+    except BenchError as e:
+        return CheckRow(False, info.name, key, f"served{as_id}, but not loadable: {e}")
+    loaded = f"loaded in {load_s:.2f} s, " if load_s is not None else ""
+    r = measure_plain(target.client, served, PROBE_PROMPT, gen, timeout_s)
+    if r.error:
+        return CheckRow(False, info.name, key, f"{loaded}{r.error}: {r.detail}")
+    answer = " ".join(r.output.split())[:60]
+    return CheckRow(True, info.name, key, f"{loaded}answered in {r.e2e_ns / 1e9:.2f} s as {r.resolved_model}: "
+                                          f"{answer!r}{_facts_text(model_facts(target, served))}")
+
+
+def _facts_text(facts: dict) -> str:
+    """What the runtime knows about the model's footprint, and what it cannot tell."""
+    parts = []
+    if isinstance(facts.get("disk_bytes"), int):
+        parts.append(f"disk {facts['disk_bytes'] / 1e6:.0f} MB")
+    unknown = facts.get("unknown")
+    if isinstance(unknown, dict) and unknown:
+        parts.append("not known: " + ", ".join(str(k) for k in unknown))
+    return ("; " + "; ".join(parts)) if parts else ""
