@@ -1,0 +1,82 @@
+"""bench against Foundry Local's real web service (foundry-local-sdk 2.x), started without preloading.
+
+Needs what CI does not install, so it is skipped unless both are given:
+  BENCH_FOUNDRY_PYTHON     a Python (3.11+) with foundry-local-sdk installed
+  BENCH_FOUNDRY_MODEL_DIR  an ONNX GenAI model folder (genai_config.json ...), e.g. SmolLM2-135M
+                           converted as site_src/runtimes.md describes
+The service reads its catalog from tests/foundry/catalog_standin.py (offline) and finds the model in
+its cache, as it finds a downloaded one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.results import store
+
+HERE = Path(__file__).resolve().parent
+PY = os.environ.get("BENCH_FOUNDRY_PYTHON")
+MODEL_DIR = os.environ.get("BENCH_FOUNDRY_MODEL_DIR")
+ALIAS, ID = "smollm2-135m-instruct", "smollm2-135m-instruct-generic-cpu:1"
+
+pytestmark = [pytest.mark.foundry, pytest.mark.skipif(not (PY and MODEL_DIR),
+                                                      reason="set BENCH_FOUNDRY_PYTHON and BENCH_FOUNDRY_MODEL_DIR")]
+
+
+def _start(cmd: list[str], tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(tmp_path / "service.log", "a"), text=True)
+    line = proc.stdout.readline().split()
+    if not line or line[0] != "READY":
+        proc.kill()
+        pytest.fail(f"{cmd[1]} did not start: {(tmp_path / 'service.log').read_text()[-2000:]}")
+    return proc, line[1]
+
+
+@pytest.fixture
+def service(tmp_path):
+    sys.path.insert(0, str(HERE / "foundry"))
+    from catalog_standin import entry
+
+    cache = tmp_path / "cache"
+    folder = cache / "HuggingFaceTB" / "smollm2-135m-instruct-generic-cpu-1"
+    shutil.copytree(MODEL_DIR, folder)
+    (folder / "inference_model.json").write_text(json.dumps({"Name": ID}))
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"totalCount": 1, "value": [entry(ALIAS, ID, "HuggingFaceTB", 90_000_000)]}))
+    procs = []
+    try:
+        standin, catalog_url = _start([sys.executable, str(HERE / "foundry" / "catalog_standin.py"), str(catalog)],
+                                      tmp_path)
+        procs.append(standin)
+        svc, url = _start([PY, str(HERE / "foundry" / "service.py"), f"{catalog_url}/asset-gallery/v1.0/models",
+                           str(cache), str(tmp_path)], tmp_path)
+        procs.append(svc)
+        yield url, folder
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_an_alias_is_measured_on_the_real_service_started_without_preloading(service, tmp_path):
+    url, folder = service
+    r = subprocess.run([sys.executable, "-m", "bench", "collect", "--endpoint", f"{url}/v1", "--models", ALIAS,
+                        "--rounds", "1", "--results-dir", str(tmp_path / "results")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    [path] = (tmp_path / "results").glob("*.json")
+    run = store.load_run(path)
+    assert run.endpoints[0].runtime == "foundry"
+    info = run.models[ALIAS]
+    assert info.status == "ok" and info.runtime == "foundry" and info.resolved_id == ID
+    assert info.extra["load_s"] > 0 and info.extra["variant"] == ID and info.extra["publisher"] == "HuggingFaceTB"
+    assert info.extra["disk_bytes"] == sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert info.extra["peak_rss_bytes"] > 0 and "license" in info.extra["unknown"]
+    assert sum(1 for s in run.samples if s.ok and not s.warmup) == len(run.workload.prompts)
