@@ -57,6 +57,7 @@ def test_an_alias_is_resolved_loaded_timed_and_described(foundry):
     assert info.extra["load_s"] >= 0 and info.extra["variant"] == ID and info.extra["publisher"] == "HuggingFaceTB"
     assert info.extra["disk_bytes"] == 4096 + 2 + len(json.dumps({"Name": ID}))
     assert "not reported by Foundry Local" in info.extra["unknown"]["license"] and info.license is None
+    assert "not reported" in info.extra["unknown"]["runtime_version"]
     assert info.extra["peak_rss_bytes"] > 0 and "from its /status" in info.extra["memory_source"]
     chats = [i for i, r in enumerate(foundry.requests) if r["path"].startswith("/v1/chat")]
     loads = [i for i, r in enumerate(foundry.requests) if r["path"].startswith("/models/load")]
@@ -114,6 +115,6 @@ def test_bench_models_shows_runtime_loadability_and_what_is_not_known(foundry):
     assert rows[0].ok and "runtime foundry (version not reported)" in rows[0].detail
     smol = next(r for r in rows if r.model == ALIAS)
     assert smol.ok and smol.detail.startswith("loaded in ") and f"as {ID}" in smol.detail
-    assert "disk 0 MB" in smol.detail and "not known: license" in smol.detail
+    assert "disk 0 MB" in smol.detail and "not known: license, runtime_version" in smol.detail
     phi = next(r for r in rows if r.model == "phi-4-mini")
     assert not phi.ok and "does not serve 'phi-4-mini'" in phi.detail

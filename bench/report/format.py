@@ -198,6 +198,7 @@ _EXTRA_LABELS = {
     "cpu_features": "CPU features llama.cpp reports", "mode": "mode", "mechanism": "how",
     "unmeasured_requests": "unmeasured requests", "variant": "variant (served id)", "publisher": "publisher",
     "model_folder": "model folder", "unknown": "not known", "license": "license",
+    "runtime_version": "runtime version",
 }
 
 

@@ -133,7 +133,8 @@ class FoundryLocal(Runtime):
     # -- facts
     def model_facts(self, model_id: str) -> dict[str, Any]:
         facts: dict[str, Any] = {"variant": model_id[:MAX_FACT_CHARS]}
-        unknown = {"license": f"{NOT_REPORTED}: set license: for the model in bench.yaml"}
+        unknown = {"license": f"{NOT_REPORTED}: set license: for the model in bench.yaml",
+                   "runtime_version": NOT_REPORTED}
         described = self._describe(model_id)
         if isinstance(described.get("owned_by"), str) and described["owned_by"]:
             facts["publisher"] = described["owned_by"][:MAX_FACT_CHARS]
