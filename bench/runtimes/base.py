@@ -14,7 +14,10 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
 
+import psutil
+
 from bench.runtimes.http import Connection, HTTPFailure
+from bench.runtimes.process import MemorySampler
 from bench.util.bounded import excerpt
 
 EMBEDDED_NAME = "embedded"  # the runtime bench starts itself for models with a GGUF path
@@ -39,6 +42,22 @@ class MemoryReading:
     before_bytes: int = 0
     peak_bytes: int = 0
     source: str = ""
+
+
+@contextlib.contextmanager
+def watch_process(pid: int, source: str) -> Iterator[MemoryReading | None]:
+    """The resident memory of a process tree while the block runs (None: the process is gone)."""
+    try:
+        sampler = MemorySampler(pid)
+    except psutil.Error:
+        yield None
+        return
+    reading = MemoryReading(before_bytes=sampler.rss(), source=source)
+    sampler.start()
+    try:
+        yield reading
+    finally:
+        reading.peak_bytes = sampler.stop()
 
 
 class Runtime:
@@ -109,6 +128,15 @@ class Runtime:
     # -- life
     def died(self) -> str | None:
         """After a failed request: why the server is gone, or None if it still answers."""
+        return None
+
+    def stopped_answering(self) -> str | None:
+        """Why the endpoint no longer answers /models (unreachable, or a gateway error), or None."""
+        if self.conn is None:
+            return None
+        again = self.list_models(timeout_s=3)
+        if again.status is None or again.status in (502, 503, 504):
+            return f"the server at {self.conn.shown} stopped answering mid-run ({again.error})"
         return None
 
     def start(self) -> None:

@@ -29,9 +29,8 @@ from urllib.parse import quote, urlsplit
 import psutil
 
 from bench.errors import BenchError
-from bench.runtimes.base import MemoryReading, Runtime
+from bench.runtimes.base import MemoryReading, Runtime, watch_process
 from bench.runtimes.http import Connection, HTTPFailure
-from bench.runtimes.process import MemorySampler
 from bench.util.bounded import excerpt
 
 LOAD_TIMEOUT_S = 1800.0  # loading a multi-GB model from disk can take minutes
@@ -182,29 +181,15 @@ class FoundryLocal(Runtime):
         if pid is None:
             yield None
             return
-        try:
-            sampler = MemorySampler(pid)
-        except psutil.Error:
-            yield None
-            return
-        reading = MemoryReading(before_bytes=sampler.rss(), source=(
-            f"Foundry Local's process tree (pid {pid}, from its /status); it may hold other models too"))
-        sampler.start()
-        try:
+        with watch_process(pid, f"Foundry Local's process tree (pid {pid}, from its /status); "
+                                "it may hold other models too") as reading:
             yield reading
-        finally:
-            reading.peak_bytes = sampler.stop()
 
     def died(self) -> str | None:
         pid = self.status().get("pid")
         if self._local() and isinstance(pid, int) and not psutil.pid_exists(pid):
             return f"Foundry Local's service (pid {pid}) behind {self.conn.shown} exited"
-        if self.conn is None:
-            return None
-        again = self.list_models(timeout_s=3)
-        if again.status is None or again.status in (502, 503, 504):
-            return f"the server at {self.conn.shown} stopped answering mid-run ({again.error})"
-        return None
+        return self.stopped_answering()
 
 
 def _message(data: Any) -> Any:

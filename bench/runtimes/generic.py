@@ -8,9 +8,9 @@ from typing import Any, Callable, Iterator
 
 import psutil
 
-from bench.runtimes.base import MemoryReading, Runtime
+from bench.runtimes.base import MemoryReading, Runtime, watch_process
 from bench.runtimes.http import Connection, HTTPFailure
-from bench.runtimes.process import MemorySampler, loopback_server
+from bench.runtimes.process import loopback_server
 from bench.util.bounded import excerpt
 
 MAX_TOKENIZE_BYTES = 1 << 20  # a tokenize answer larger than this is not a tokenizer
@@ -102,27 +102,13 @@ class OpenAICompatible(Runtime):
             yield None
             return
         pid, name = self._process
-        try:
-            sampler = MemorySampler(pid)
-        except psutil.Error:  # the process went away
-            yield None
-            return
-        reading = MemoryReading(before_bytes=sampler.rss(), source=(
-            f"process tree of {name} (pid {pid}), which serves the endpoint; it may hold other models too"))
-        sampler.start()
-        try:
+        with watch_process(pid, f"process tree of {name} (pid {pid}), which serves the endpoint; "
+                                "it may hold other models too") as reading:
             yield reading
-        finally:
-            reading.peak_bytes = sampler.stop()
 
     def died(self) -> str | None:
         if self._process is not None:
             pid, name = self._process
             if not psutil.pid_exists(pid):
                 return f"the server process {name} (pid {pid}) behind {self.conn.shown if self.conn else 'the endpoint'} exited"
-        if self.conn is None:
-            return None
-        again = self.list_models(timeout_s=3)
-        if again.status is None or again.status in (502, 503, 504):
-            return f"the server at {self.conn.shown} stopped answering mid-run ({again.error})"
-        return None
+        return self.stopped_answering()
