@@ -118,3 +118,49 @@ def test_bench_models_shows_runtime_loadability_and_what_is_not_known(foundry):
     assert "disk 0 MB" in smol.detail and "not known: license, runtime_version" in smol.detail
     phi = next(r for r in rows if r.model == "phi-4-mini")
     assert not phi.ok and "does not serve 'phi-4-mini'" in phi.detail
+
+
+def test_an_endpoint_without_url_finds_the_running_service(foundry, tmp_path, monkeypatch):
+    from bench.runtimes import foundry as foundry_runtime
+
+    found = foundry_runtime.find_service()  # the scripted service listens on loopback, like Foundry Local
+    assert found == foundry.url
+    (tmp_path / "bench.yaml").write_text(f"endpoints:\n  - {{name: fl, runtime: foundry}}\nmodels: [{{name: {ALIAS}}}]\n")
+    from bench.config import resolve
+    from bench.measure import runner
+
+    plan, writer = runner.prepare(resolve(tmp_path / "bench.yaml", env={}, rounds=1, warmup=0))
+    out = runner.collect(plan, writer, env={}, sleep=lambda s: None)
+    info = out.run.models[ALIAS]
+    assert info.status == "ok" and info.resolved_id == ID and info.extra["server"] == f"found running at {foundry.url}"
+    assert out.run.config["endpoints"][0]["base_url"] is None  # what bench.yaml said; the run says where it went
+    assert out.run.endpoints[0].base_url == foundry.url
+
+
+def test_without_a_service_or_the_sdk_the_models_fail_with_how_to_fix_it(server, tmp_path, monkeypatch):
+    import sys
+
+    from bench.config import resolve
+    from bench.measure import runner
+    from bench.runtimes import foundry as foundry_runtime
+
+    monkeypatch.setattr(foundry_runtime, "find_service", lambda: None)
+    monkeypatch.setitem(sys.modules, "foundry_local_sdk", None)  # not installed
+    server.set_model("m", Script())
+    (tmp_path / "bench.yaml").write_text(
+        f"endpoints:\n  - {{name: fl, runtime: foundry}}\n  - {{name: other, base_url: '{server.url}'}}\n"
+        "models:\n  - {name: phi-4-mini, endpoint: fl}\n  - {name: m, endpoint: other}\n")
+    plan, writer = runner.prepare(resolve(tmp_path / "bench.yaml", env={}, rounds=1, warmup=0))
+    out = runner.collect(plan, writer, env={}, sleep=lambda s: None)
+    assert out.run.models["phi-4-mini"].status == "failed"
+    assert "pip install -e '.[foundry]'" in out.run.models["phi-4-mini"].reason
+    assert out.run.models["m"].status == "ok"  # the other endpoint still runs
+
+
+def test_only_a_runtime_that_finds_its_own_server_may_omit_the_url(tmp_path):
+    from bench.config import resolve
+    from bench.errors import ConfigError
+
+    (tmp_path / "bench.yaml").write_text("endpoints:\n  - {name: e}\nmodels: [{name: m}]\n")
+    with pytest.raises(ConfigError, match=r"endpoint 'e' needs a base_url like http://HOST:PORT/v1 .*: foundry\)"):
+        resolve(tmp_path / "bench.yaml", env={})

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bench.config.profiles import Profile
 from bench.config.urls import check_base_url, redact_url
@@ -34,14 +34,24 @@ class Endpoint(_Strict):
     """An OpenAI-compatible server. The key is never stored: only the variable's name."""
 
     name: str
-    base_url: str
+    base_url: str | None = Field(None, description="required unless the runtime finds or starts its own server")
     api_key_env: str = DEFAULT_KEY_ENV
     runtime: str | None = Field(None, description="force a runtime instead of detecting it (see bench.runtimes)")
 
     @field_validator("base_url")
     @classmethod
-    def _http_url(cls, v: str) -> str:
-        return check_base_url(v)
+    def _http_url(cls, v: str | None) -> str | None:
+        return None if v is None else check_base_url(v)
+
+    @model_validator(mode="after")
+    def _url_or_own_server(self) -> "Endpoint":
+        from bench import runtimes
+
+        if self.base_url is None and not runtimes.finds_own_server(self.runtime):
+            own = ", ".join(runtimes.self_serving()) or "none"
+            raise ValueError(f"endpoint '{self.name}' needs a base_url like http://HOST:PORT/v1 (only a runtime "
+                             f"that finds or starts its own server may omit it: {own})")
+        return self
 
     @field_validator("runtime")
     @classmethod
@@ -172,9 +182,9 @@ class Plan:
             "config_path": self.config_path,
             "overrides": dict(self.overrides),
             "endpoints": [
-                {**e.model_dump(), "base_url": redact_url(e.base_url),
+                {**e.model_dump(), "base_url": redact_url(e.base_url) if e.base_url else None,
                  # resume must then be given the URL again: the stored one lacks what was cut
-                 "url_redacted": redact_url(e.base_url) != e.base_url}
+                 "url_redacted": bool(e.base_url) and redact_url(e.base_url) != e.base_url}
                 for e in self.endpoints.values()
             ],
             "models": [m.model_dump(exclude_none=True) for m in self.models],

@@ -294,9 +294,9 @@ def rebind(resumed: Plan, current: Plan | None) -> Plan:
                 f"the run's endpoint '{name}' is not in your configuration: bench takes servers and keys "
                 "only from your bench.yaml, environment or flags, never from a results file; resume with "
                 f"--endpoint URL (or define an endpoint named '{name}')")
-        if redact_url(ep.base_url) != stored.base_url or ep.api_key_env != stored.api_key_env:
+        if redact_url(ep.base_url or "") != (stored.base_url or "") or ep.api_key_env != stored.api_key_env:
             notes.append(f"endpoint '{name}': the run file says {stored.base_url} (key from "
-                         f"{stored.api_key_env}); using {redact_url(ep.base_url)} (key from {ep.api_key_env}) "
+                         f"{stored.api_key_env}); using {redact_url(ep.base_url or '')} (key from {ep.api_key_env}) "
                          "from your configuration")
         endpoints[name] = ep.model_copy(update={"name": name})
     own = {m.key: m for m in (current.models if current else [])}

@@ -25,8 +25,15 @@ def checklist(plan: Plan, *, env: Mapping[str, str], timeout_s: float = 60.0) ->
     rows: list[CheckRow] = []
     gen = Generation(max_tokens=8, temperature=0, seed=plan.generation.seed, stream=False)
     for name, ep in plan.endpoints.items():
-        target = open_target(name, ep, env, timeout_s, probe_timeout_s=min(timeout_s, 10))
+        try:
+            target = open_target(name, ep, env, timeout_s, probe_timeout_s=min(timeout_s, 10))
+        except BenchError as e:  # a runtime that could not find or start its own server
+            rows.append(CheckRow(False, name, None, str(e)))
+            continue
         info = target.probe
+        if target.own is not None:
+            rows.append(CheckRow(True, name, None, f"Foundry Local {target.own.how}" if info.runtime == "foundry"
+                                 else target.own.how))
         listed = ", ".join(info.models) or "(no models listed)"
         server = f" [{info.server}]" if info.server else ""
         runtime = f"{info.runtime} {info.runtime_version or '(version not reported)'}"

@@ -189,30 +189,56 @@ def _collect(plan: Plan, writer: RunWriter, *, env: Mapping[str, str], reporter:
     total = sum(len(c) + (plan.warmup if c else 0) for c in todo.values())
     opts = RequestOptions(gen=plan.generation, timeout_s=plan.timeout_s, stall_timeout_s=plan.stall_timeout_s,
                           retries=plan.retries, backoff_s=backoff_s)
-    targets = {name: open_target(name, ep, env, plan.timeout_s) for name, ep in plan.endpoints.items()}
-    # Latest probe replaces an older one for the same endpoint name (resume may re-probe).
-    run.endpoints = [e for e in run.endpoints if e.name not in targets] + [t.probe for t in targets.values()]
-    model_paths = preflight(plan, run, todo)
-    writer.save()
-    reporter.start(run, total)
-    for m in plan.models:
-        job = _Job(plan, writer, m, todo[m.key], scenario, opts, reporter, sleep)
-        if not job.cells:
-            continue
-        if m.embedded:
-            if m.key in model_paths:
-                _run_embedded(job, model_paths[m.key], env)
-        else:
-            target = targets[plan.endpoint_of(m).name]
-            with target.memory(run.models[m.key]):
-                _run_model(job, target)
-            writer.save()
-        reporter.model(m.key, run.models[m.key])
+    targets, unavailable = _open_targets(plan, env)
+    try:
+        # Latest probe replaces an older one for the same endpoint name (resume may re-probe).
+        run.endpoints = [e for e in run.endpoints if e.name not in targets] + [t.probe for t in targets.values()]
+        model_paths = preflight(plan, run, todo)
+        writer.save()
+        reporter.start(run, total)
+        for m in plan.models:
+            job = _Job(plan, writer, m, todo[m.key], scenario, opts, reporter, sleep)
+            if job.cells:
+                _run_one(job, targets, unavailable, model_paths, env)
+    finally:
+        for target in targets.values():
+            if target.own is not None:
+                target.own.stop()
     done = _final_cells(run)
     missing = any((m.key, c.prompt.id, c.round) not in done for m in plan.models for c in scenario.cells(plan))
     bad = any(run.models[m.key].status != "ok" for m in plan.models)
     run.status = "partial" if (missing or bad) else "complete"
     run.ended_at = utcnow()
+
+
+def _open_targets(plan: Plan, env: Mapping[str, str]) -> tuple[dict[str, Target], dict[str, str]]:
+    """A target per endpoint; an endpoint whose server cannot be found or started is unavailable
+    (its models fail with the reason; the others still run)."""
+    targets, unavailable = {}, {}
+    for name, ep in plan.endpoints.items():
+        try:
+            targets[name] = open_target(name, ep, env, plan.timeout_s)
+        except BenchError as e:
+            unavailable[name] = str(e)
+    return targets, unavailable
+
+
+def _run_one(job: "_Job", targets: Mapping[str, Target], unavailable: Mapping[str, str],
+             model_paths: Mapping[str, Path], env: Mapping[str, str]) -> None:
+    m, run = job.m, job.writer.run
+    if m.embedded:
+        if m.key in model_paths:
+            _run_embedded(job, model_paths[m.key], env)
+    elif job.plan.endpoint_of(m).name in unavailable:
+        run.models[m.key].status, run.models[m.key].reason = "failed", unavailable[job.plan.endpoint_of(m).name]
+    else:
+        target = targets[job.plan.endpoint_of(m).name]
+        if target.own is not None:
+            run.models[m.key].extra["server"] = target.own.how
+        with target.memory(run.models[m.key]):
+            _run_model(job, target)
+    job.writer.save()
+    job.reporter.model(m.key, run.models[m.key])
 
 
 @dataclass

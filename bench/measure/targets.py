@@ -18,7 +18,7 @@ from bench.config import Endpoint, redact_url
 from bench.measure.client import connection, make_client
 from bench.measure.request import TokenCounter
 from bench.results.schema import EndpointInfo, ModelInfo
-from bench.runtimes import Runtime
+from bench.runtimes import OwnServer, Runtime
 
 MAX_VERSION_CHARS = 100  # a server's version string is untrusted text: kept short
 
@@ -45,7 +45,7 @@ def probe_endpoint(name: str, endpoint: Endpoint, client: openai.OpenAI, timeout
 
 
 def unknown_model_reason(name: str, info: EndpointInfo) -> str:
-    have = ", ".join(info.models[:20]) + (" …" if len(info.models) > 20 else "")
+    have = ", ".join(info.models[:20]) + (" …" if len(info.models) > 20 else "") or "(no models listed)"
     return f"the server at {info.base_url} does not serve '{name}'; it has: {have}"
 
 
@@ -58,6 +58,7 @@ class Target:
     probe: EndpointInfo
     runtime: Runtime
     endpoint: Endpoint | None = None
+    own: OwnServer | None = None  # a server the runtime found or started (no base_url was configured)
     gone: str | None = None  # why the server stopped answering, once it has
     last_text: str | None = None  # the last user prompt sent (embedded: the server's cached prefix)
 
@@ -92,7 +93,12 @@ class Target:
 
 def open_target(name: str, endpoint: Endpoint, env: Mapping[str, str], timeout_s: float,
                 runtime: Runtime | None = None, probe_timeout_s: float = 10) -> Target:
-    """Client, runtime (detected, or the one given) and probe for one endpoint."""
+    """Client, runtime (detected, or the one given) and probe for one endpoint. An endpoint without
+    a base_url is served by its runtime's own server (found on this machine, or started)."""
+    own = None
+    if endpoint.base_url is None:
+        own = runtimes.own_server(endpoint.runtime or "")
+        endpoint = endpoint.model_copy(update={"base_url": own.base_url})
     client = make_client(endpoint, env)
     conn = connection(client)
     if runtime is None:
@@ -101,7 +107,7 @@ def open_target(name: str, endpoint: Endpoint, env: Mapping[str, str], timeout_s
         runtime.conn = conn
     counter = TokenCounter(endpoint, client, env, timeout_s, runtime=runtime)
     return Target(client, counter, probe_endpoint(name, endpoint, client, probe_timeout_s, runtime=runtime), runtime,
-                  endpoint=endpoint)
+                  endpoint=endpoint, own=own)
 
 
 def model_facts(target: Target, model_id: str) -> dict[str, Any]:

@@ -8,7 +8,13 @@ detected: bench starts it for models configured with a GGUF ``path``.
 from __future__ import annotations
 
 from bench.errors import ConfigError
-from bench.runtimes.base import EMBEDDED_NAME, MemoryReading, ModelList, Runtime
+from bench.runtimes.base import (
+    EMBEDDED_NAME,
+    MemoryReading,
+    ModelList,
+    OwnServer,
+    Runtime,
+)
 from bench.runtimes.foundry import FoundryLocal
 from bench.runtimes.generic import OpenAICompatible
 from bench.runtimes.http import Connection, HTTPFailure
@@ -35,6 +41,19 @@ def names() -> list[str]:
     return [r.name for r in RUNTIMES]
 
 
+def self_serving() -> list[str]:
+    """Runtimes whose endpoints may omit base_url: they find or start their own server."""
+    return [r.name for r in RUNTIMES if r.finds_own_server]
+
+
+def finds_own_server(name: str | None) -> bool:
+    return name in self_serving()
+
+
+def own_server(name: str) -> OwnServer:
+    return next(r for r in RUNTIMES if r.name == name).own_server()
+
+
 def detect(conn: Connection, forced: str | None = None) -> Runtime:
     """The runtime serving ``conn``: the one bench.yaml forces, else the first that recognises it.
     A runtime whose detection fails on a hostile answer is passed over, never fatal."""
@@ -53,4 +72,4 @@ def detect(conn: Connection, forced: str | None = None) -> Runtime:
 
 
 __all__ = ["EMBEDDED_NAME", "Connection", "HTTPFailure", "MemoryReading", "ModelList", "RUNTIMES", "Runtime", "detect", "names",
-           "register", "unregister"]
+           "register", "unregister", "OwnServer", "own_server", "finds_own_server", "self_serving"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import psutil
 
@@ -44,6 +44,15 @@ class MemoryReading:
     source: str = ""
 
 
+@dataclass
+class OwnServer:
+    """A server a runtime found or started: its OpenAI base URL, how it came to be, how to stop it."""
+
+    base_url: str
+    how: str  # "found at ..." / "started by bench via ..."
+    stop: Callable[[], None] = lambda: None
+
+
 @contextlib.contextmanager
 def watch_process(pid: int, source: str) -> Iterator[MemoryReading | None]:
     """The resident memory of a process tree while the block runs (None: the process is gone)."""
@@ -65,6 +74,12 @@ class Runtime:
 
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""  # how pages name it
+    finds_own_server: ClassVar[bool] = False  # an endpoint of this runtime may omit base_url
+
+    @classmethod
+    def own_server(cls) -> "OwnServer":
+        """Find a running server of this runtime on this machine, or start one (finds_own_server)."""
+        raise NotImplementedError
 
     def __init__(self, conn: Connection | None):
         self.conn = conn

@@ -25,11 +25,13 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote, urlsplit
+from urllib.request import Request, urlopen
 
 import psutil
 
 from bench.errors import BenchError
-from bench.runtimes.base import MemoryReading, Runtime, watch_process
+from bench.runtimes.base import MemoryReading, OwnServer, Runtime, watch_process
+from bench.runtimes.builtin import RuntimeMissing
 from bench.runtimes.http import Connection, HTTPFailure
 from bench.util.bounded import excerpt
 
@@ -41,9 +43,31 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 NOT_REPORTED = "not reported by Foundry Local's web service"
 
 
+SDK_HINT = ("Foundry Local's SDK is not installed: pip install -e '.[foundry]' (Python 3.11+), or start Foundry "
+            "Local yourself and pass its URL with --endpoint")
+
+
 class FoundryLocal(Runtime):
     name = "foundry"
     label = "Foundry Local"
+    finds_own_server = True
+
+    @classmethod
+    def own_server(cls) -> OwnServer:
+        """A Foundry Local service already listening on this machine, or one started through
+        foundry-local-sdk (its web service, on a port it picks), stopped when bench is done."""
+        found = find_service()
+        if found:
+            return OwnServer(found, f"found running at {found}")
+        try:
+            from foundry_local_sdk import Configuration, FoundryLocalManager
+        except ImportError:
+            raise RuntimeMissing(SDK_HINT) from None
+        manager = FoundryLocalManager.instance or FoundryLocalManager(Configuration(
+            app_name="bench", web=Configuration.WebService(urls="http://127.0.0.1:0")))
+        manager.start_web_service()
+        url = manager.urls[0].rstrip("/") + "/v1"
+        return OwnServer(url, f"started by bench through foundry-local-sdk at {url}", manager.stop_web_service)
 
     def __init__(self, conn: Connection | None):
         super().__init__(conn)
@@ -190,6 +214,30 @@ class FoundryLocal(Runtime):
         if self._local() and isinstance(pid, int) and not psutil.pid_exists(pid):
             return f"Foundry Local's service (pid {pid}) behind {self.conn.shown} exited"
         return self.stopped_answering()
+
+
+def _is_status(body: bytes) -> bool:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and isinstance(data.get("modelCachePath"), str) and "endpoints" in data
+
+
+def find_service(timeout_s: float = 0.5) -> str | None:
+    """The base URL of a Foundry Local service listening on this machine's loopback, if any: each
+    listening loopback port is asked GET /status (its port is chosen at start, so it is searched)."""
+    try:
+        ports = sorted({c.laddr.port for c in psutil.net_connections(kind="inet")
+                        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.ip in ("127.0.0.1", "0.0.0.0", "::1", "::")})
+    except (psutil.Error, OSError):
+        return None
+    for port in ports[:200]:
+        with contextlib.suppress(OSError, ValueError):
+            with urlopen(Request(f"http://127.0.0.1:{port}/status"), timeout=timeout_s) as resp:  # noqa: S310
+                if resp.status == 200 and _is_status(resp.read(65536)):
+                    return f"http://127.0.0.1:{port}/v1"
+    return None
 
 
 def _message(data: Any) -> Any:
