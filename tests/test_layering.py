@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "site_src" / "architecture.md"
 MAX_MODULE_LINES = 520  # "no module over ~500 lines"
 MAX_FUNCTION_LINES = 62  # "no function over ~60 lines"
+PHONE_CONTENT_PX = 350  # the content column of a 390 px wide phone, less Material's margins
 
 
 def rank_table(page: Path = PAGE) -> dict[str, int]:
@@ -248,3 +249,10 @@ def test_the_architecture_diagram_is_a_local_svg_that_needs_no_network():
     assert "<script" not in text and "@import" not in text
     for package in ("config", "runtimes", "measure", "results", "quality", "analysis", "report"):
         assert f">{package}<" in text
+
+    # Readable on a 390 px phone: the picture has a fixed size (so a wide screen does not blow it up)
+    # and Material scales it down to the ~350 px content column; its smallest text must stay >= 9 px.
+    assert re.fullmatch(r"[\d.]+", root.get("width") or ""), "give the diagram a fixed width in pixels"
+    width = float(root.get("width"))
+    smallest = min(float(s) for s in re.findall(r'font-size="([\d.]+)"', text))
+    assert smallest * min(1.0, PHONE_CONTENT_PX / width) >= 9, (smallest, width)
