@@ -41,3 +41,10 @@ def bench(project: Path, *args: str) -> subprocess.CompletedProcess:
 def zensical_build(project: Path) -> subprocess.CompletedProcess:
     exe = shutil.which("zensical", path=str(Path(sys.executable).parent)) or shutil.which("zensical")
     return run([exe, "build"], project)
+
+
+def assert_architecture_page(site: Path) -> None:
+    """The architecture page is built, and its diagram is the local SVG (no CDN, no Mermaid)."""
+    page = (site / "architecture" / "index.html").read_text()
+    assert 'src="../assets/architecture.svg"' in page and "mermaid" not in page.lower()
+    assert (site / "assets" / "architecture.svg").read_bytes() == (ROOT / "site_src" / "assets" / "architecture.svg").read_bytes()

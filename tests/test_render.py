@@ -13,7 +13,13 @@ import pytest
 from bench.report import render as render_mod
 from bench.report.render import code_block, md_text, render, slug
 from tests.conftest import Script, collect
-from tests.site_helpers import bench, mkdocs_build, project_copy, zensical_build
+from tests.site_helpers import (
+    assert_architecture_page,
+    bench,
+    mkdocs_build,
+    project_copy,
+    zensical_build,
+)
 
 PWN = 'document.body.setAttribute("data-pwned","{}")'
 HOSTILE = [
@@ -175,6 +181,7 @@ def test_zensical_builds_the_same_site(server, tmp_path):
     site = project / "site"
     assert (site / "index.html").exists() and (site / "report" / "selection" / "index.html").exists()
     assert "bench-selection-data" in (site / "report" / "selection" / "index.html").read_text()
+    assert_architecture_page(site)
 
 
 def test_export_markdown_and_csv(server, tmp_path):
@@ -234,6 +241,7 @@ def test_the_repository_site_builds_strict_from_its_committed_real_results(tmp_p
     home = (project / "site" / "index.html").read_text()
     assert "smollm2-135m-instruct" in home and "gemma-3-270m" in home
     assert (project / "site" / "404.html").exists()
+    assert_architecture_page(project / "site")
 
 
 def test_gh_deploy_publishes_to_a_gh_pages_branch(server, tmp_path):
