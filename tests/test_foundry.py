@@ -76,6 +76,15 @@ def test_an_unknown_alias_lists_what_the_service_has(foundry):
     out = collect(foundry, "phi-4-mini", rounds=1, warmup=0)
     info = out.run.models["phi-4-mini"]
     assert info.status == "skipped" and "does not serve 'phi-4-mini'" in info.reason and ID in info.reason
+    assert "closest" not in info.reason  # nothing like it
+
+
+def test_a_mistyped_alias_names_the_closest_models(foundry):
+    out = collect(foundry, "smolm2-135m-instruct", rounds=1, warmup=0)  # the alias is smollm2-135m-instruct
+    info = out.run.models["smolm2-135m-instruct"]
+    assert info.status == "skipped" and f"closest: {ID}" in info.reason
+    out = collect(foundry, "smolm2-135m-instruct-generic-cpu:1", rounds=1, warmup=0)  # a typo in the id
+    assert f"closest: {ID}" in out.run.models["smolm2-135m-instruct-generic-cpu:1"].reason
 
 
 def test_a_refused_load_fails_the_model_with_the_service_message(foundry):

@@ -8,6 +8,7 @@ to count tokens, the memory it uses, whether it died.
 from __future__ import annotations
 
 import contextlib
+import difflib
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
@@ -21,6 +22,7 @@ from bench.results.schema import EndpointInfo, ModelInfo
 from bench.runtimes import OwnServer, Runtime
 
 MAX_VERSION_CHARS = 100  # a server's version string is untrusted text: kept short
+MAX_CLOSE_CANDIDATES = 2000  # names compared for 'closest' (difflib is quadratic per pair)
 
 
 def probe_endpoint(name: str, endpoint: Endpoint, client: openai.OpenAI, timeout_s: float = 10,
@@ -46,7 +48,10 @@ def probe_endpoint(name: str, endpoint: Endpoint, client: openai.OpenAI, timeout
 
 def unknown_model_reason(name: str, info: EndpointInfo) -> str:
     have = ", ".join(info.models[:20]) + (" …" if len(info.models) > 20 else "") or "(no models listed)"
-    return f"the server at {info.base_url} does not serve '{name}'; it has: {have}"
+    close = [m for m in info.models if name.lower() in m.lower()][:3] or difflib.get_close_matches(
+        name, info.models[:MAX_CLOSE_CANDIDATES], n=3, cutoff=0.6)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    return f"the server at {info.base_url} does not serve '{name}'{hint}; it has: {have}"
 
 
 @dataclass
