@@ -173,3 +173,15 @@ def test_only_a_runtime_that_finds_its_own_server_may_omit_the_url(tmp_path):
     (tmp_path / "bench.yaml").write_text("endpoints:\n  - {name: e}\nmodels: [{name: m}]\n")
     with pytest.raises(ConfigError, match=r"endpoint 'e' needs a base_url like http://HOST:PORT/v1 .*: foundry\)"):
         resolve(tmp_path / "bench.yaml", env={})
+
+
+def test_unknown_start_options_are_named(server, tmp_path):
+    from bench.config import resolve
+    from bench.measure import runner
+
+    (tmp_path / "bench.yaml").write_text("endpoints:\n  - {name: fl, runtime: foundry, options: {catalog: x}}\n"
+                                         "models: [{name: phi-4-mini}]\n")
+    plan, writer = runner.prepare(resolve(tmp_path / "bench.yaml", env={}, rounds=1, warmup=0))
+    out = runner.collect(plan, writer, env={}, sleep=lambda s: None)
+    reason = out.run.models["phi-4-mini"].reason
+    assert "unknown Foundry Local option(s) catalog; known: catalog_url, model_cache_dir" in reason

@@ -80,3 +80,32 @@ def test_an_alias_is_measured_on_the_real_service_started_without_preloading(ser
     assert info.extra["disk_bytes"] == sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     assert info.extra["peak_rss_bytes"] > 0 and "license" in info.extra["unknown"]
     assert sum(1 for s in run.samples if s.ok and not s.warmup) == len(run.workload.prompts)
+
+
+def test_without_a_url_bench_starts_the_service_through_the_sdk(tmp_path):
+    pytest.importorskip("foundry_local_sdk", reason="pip install -e '.[foundry]' (Python 3.11+)")
+    sys.path.insert(0, str(HERE / "foundry"))
+    from catalog_standin import entry
+
+    cache = tmp_path / "cache"
+    folder = cache / "HuggingFaceTB" / "smollm2-135m-instruct-generic-cpu-1"
+    shutil.copytree(MODEL_DIR, folder)
+    (folder / "inference_model.json").write_text(json.dumps({"Name": ID}))
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"totalCount": 1, "value": [entry(ALIAS, ID, "HuggingFaceTB", 90_000_000)]}))
+    standin, catalog_url = _start([sys.executable, str(HERE / "foundry" / "catalog_standin.py"), str(catalog)], tmp_path)
+    try:
+        (tmp_path / "bench.yaml").write_text(
+            "endpoints:\n  - name: fl\n    runtime: foundry\n    options:\n"
+            f"      catalog_url: {catalog_url}/asset-gallery/v1.0/models\n      model_cache_dir: {cache}\n"
+            f"models: [{{name: {ALIAS}}}]\n")
+        r = subprocess.run([sys.executable, "-m", "bench", "collect", "--rounds", "1", "--results-dir",
+                            str(tmp_path / "results")], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    finally:
+        standin.kill()
+        standin.wait()
+    assert r.returncode == 0, r.stderr[-3000:]
+    [path] = (tmp_path / "results").glob("*.json")
+    info = store.load_run(path).models[ALIAS]
+    assert info.status == "ok" and info.resolved_id == ID and info.extra["load_s"] > 0
+    assert info.extra["server"].startswith("started by bench through foundry-local-sdk at http://127.0.0.1:")

@@ -37,6 +37,8 @@ class Endpoint(_Strict):
     base_url: str | None = Field(None, description="required unless the runtime finds or starts its own server")
     api_key_env: str = DEFAULT_KEY_ENV
     runtime: str | None = Field(None, description="force a runtime instead of detecting it (see bench.runtimes)")
+    options: dict[str, str] = Field(default_factory=dict, description=(
+        "settings for a server the runtime starts itself (foundry: catalog_url, model_cache_dir)"))
 
     @field_validator("base_url")
     @classmethod

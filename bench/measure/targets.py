@@ -102,7 +102,7 @@ def open_target(name: str, endpoint: Endpoint, env: Mapping[str, str], timeout_s
     a base_url is served by its runtime's own server (found on this machine, or started)."""
     own = None
     if endpoint.base_url is None:
-        own = runtimes.own_server(endpoint.runtime or "")
+        own = runtimes.own_server(endpoint.runtime or "", endpoint.options)
         endpoint = endpoint.model_copy(update={"base_url": own.base_url})
     client = make_client(endpoint, env)
     conn = connection(client)

@@ -50,8 +50,8 @@ def finds_own_server(name: str | None) -> bool:
     return name in self_serving()
 
 
-def own_server(name: str) -> OwnServer:
-    return next(r for r in RUNTIMES if r.name == name).own_server()
+def own_server(name: str, options: dict[str, str] | None = None) -> OwnServer:
+    return next(r for r in RUNTIMES if r.name == name).own_server(dict(options or {}))
 
 
 def detect(conn: Connection, forced: str | None = None) -> Runtime:

@@ -77,8 +77,9 @@ class Runtime:
     finds_own_server: ClassVar[bool] = False  # an endpoint of this runtime may omit base_url
 
     @classmethod
-    def own_server(cls) -> "OwnServer":
-        """Find a running server of this runtime on this machine, or start one (finds_own_server)."""
+    def own_server(cls, options: dict[str, str]) -> "OwnServer":
+        """Find a running server of this runtime on this machine, or start one with ``options``
+        (the endpoint's ``options:`` in bench.yaml; finds_own_server)."""
         raise NotImplementedError
 
     def __init__(self, conn: Connection | None):

@@ -29,7 +29,7 @@ from urllib.request import Request, urlopen
 
 import psutil
 
-from bench.errors import BenchError
+from bench.errors import BenchError, ConfigError
 from bench.runtimes.base import MemoryReading, OwnServer, Runtime, watch_process
 from bench.runtimes.builtin import RuntimeMissing
 from bench.runtimes.http import Connection, HTTPFailure
@@ -43,6 +43,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 NOT_REPORTED = "not reported by Foundry Local's web service"
 
 
+START_OPTIONS = ("catalog_url", "model_cache_dir")
 SDK_HINT = ("Foundry Local's SDK is not installed: pip install -e '.[foundry]' (Python 3.11+), or start Foundry "
             "Local yourself and pass its URL with --endpoint")
 
@@ -53,18 +54,24 @@ class FoundryLocal(Runtime):
     finds_own_server = True
 
     @classmethod
-    def own_server(cls) -> OwnServer:
+    def own_server(cls, options: dict[str, str]) -> OwnServer:
         """A Foundry Local service already listening on this machine, or one started through
-        foundry-local-sdk (its web service, on a port it picks), stopped when bench is done."""
-        found = find_service()
+        foundry-local-sdk (its web service, on a port it picks), stopped when bench is done.
+        ``options``: catalog_url (a catalog API other than Azure's), model_cache_dir."""
+        unknown = sorted(set(options) - set(START_OPTIONS))
+        if unknown:
+            raise ConfigError(f"unknown Foundry Local option(s) {', '.join(unknown)}; known: {', '.join(START_OPTIONS)}")
+        found = None if options else find_service()  # options describe a service to start
         if found:
             return OwnServer(found, f"found running at {found}")
         try:
             from foundry_local_sdk import Configuration, FoundryLocalManager
         except ImportError:
             raise RuntimeMissing(SDK_HINT) from None
-        manager = FoundryLocalManager.instance or FoundryLocalManager(Configuration(
-            app_name="bench", web=Configuration.WebService(urls="http://127.0.0.1:0")))
+        config = Configuration(app_name="bench", web=Configuration.WebService(urls="http://127.0.0.1:0"),
+                               model_cache_dir=options.get("model_cache_dir"),
+                               catalog_urls=[(options["catalog_url"], None)] if options.get("catalog_url") else None)
+        manager = FoundryLocalManager.instance or FoundryLocalManager(config)
         manager.start_web_service()
         url = manager.urls[0].rstrip("/") + "/v1"
         return OwnServer(url, f"started by bench through foundry-local-sdk at {url}", manager.stop_web_service)
