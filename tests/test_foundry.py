@@ -125,6 +125,7 @@ def test_bench_models_shows_runtime_loadability_and_what_is_not_known(foundry):
     smol = next(r for r in rows if r.model == ALIAS)
     assert smol.ok and smol.detail.startswith("loaded in ") and f"as {ID}" in smol.detail
     assert "disk 0 MB" in smol.detail and "not known: license, runtime_version" in smol.detail
+    assert "server memory now " in smol.detail  # the service's process tree (here: the test process)
     phi = next(r for r in rows if r.model == "phi-4-mini")
     assert not phi.ok and "does not serve 'phi-4-mini'" in phi.detail
 

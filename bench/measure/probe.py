@@ -63,7 +63,14 @@ def _check_model(target: Target, name: str, key: str, gen: Generation, timeout_s
         return CheckRow(False, info.name, key, f"{loaded}{r.error}: {r.detail}")
     answer = " ".join(r.output.split())[:60]
     return CheckRow(True, info.name, key, f"{loaded}answered in {r.e2e_ns / 1e9:.2f} s as {r.resolved_model}: "
-                                          f"{answer!r}{_facts_text(model_facts(target, served))}")
+                                          f"{answer!r}{_memory_text(target)}{_facts_text(model_facts(target, served))}")
+
+
+def _memory_text(target: Target) -> str:
+    """The serving processes' resident memory now, when the runtime can see them."""
+    with target.runtime.watch_memory() as reading:
+        pass
+    return f"; server memory now {reading.before_bytes / 1e6:.0f} MB" if reading and reading.before_bytes else ""
 
 
 def _facts_text(facts: dict) -> str:
