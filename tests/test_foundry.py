@@ -186,3 +186,20 @@ def test_unknown_start_options_are_named(server, tmp_path):
     out = runner.collect(plan, writer, env={}, sleep=lambda s: None)
     reason = out.run.models["phi-4-mini"].reason
     assert "unknown Foundry Local option(s) catalog; known: catalog_url, model_cache_dir" in reason
+
+
+def test_a_service_bench_started_adds_what_the_sdk_catalog_knows(foundry, tmp_path, monkeypatch):
+    from bench.config import resolve
+    from bench.measure import runner
+    from bench.runtimes import foundry as foundry_runtime
+    from bench.runtimes.base import OwnServer
+
+    catalog = {ID: {"license": "apache-2.0", "execution_provider": "CPUExecutionProvider", "catalog_size_mb": 86}}
+    monkeypatch.setattr(foundry_runtime.FoundryLocal, "own_server", classmethod(lambda cls, options: OwnServer(
+        foundry.url, f"started by bench through foundry-local-sdk at {foundry.url}", catalog=catalog.__getitem__)))
+    (tmp_path / "bench.yaml").write_text(f"endpoints:\n  - {{name: fl, runtime: foundry}}\nmodels: [{{name: {ALIAS}}}]\n")
+    plan, writer = runner.prepare(resolve(tmp_path / "bench.yaml", env={}, rounds=1, warmup=0))
+    info = runner.collect(plan, writer, env={}, sleep=lambda s: None).run.models[ALIAS]
+    assert info.status == "ok" and info.license == "apache-2.0"
+    assert info.extra["execution_provider"] == "CPUExecutionProvider" and info.extra["catalog_size_mb"] == 86
+    assert "license" not in info.extra["unknown"] and "runtime_version" in info.extra["unknown"]

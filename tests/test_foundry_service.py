@@ -109,3 +109,7 @@ def test_without_a_url_bench_starts_the_service_through_the_sdk(tmp_path):
     info = store.load_run(path).models[ALIAS]
     assert info.status == "ok" and info.resolved_id == ID and info.extra["load_s"] > 0
     assert info.extra["server"].startswith("started by bench through foundry-local-sdk at http://127.0.0.1:")
+    # bench started it, so the SDK's catalog tells what the web service does not (2.2.1's catalog parser
+    # leaves license empty for this entry: it stays unknown, with the reason)
+    assert info.extra["execution_provider"] == "CPUExecutionProvider" and info.extra["catalog_size_mb"] > 0
+    assert info.extra["device"] == "CPU" and "license" in info.extra["unknown"]

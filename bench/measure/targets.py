@@ -110,6 +110,7 @@ def open_target(name: str, endpoint: Endpoint, env: Mapping[str, str], timeout_s
         runtime = runtimes.detect(conn, getattr(endpoint, "runtime", None))
     else:
         runtime.conn = conn
+    runtime.own = own
     counter = TokenCounter(endpoint, client, env, timeout_s, runtime=runtime)
     return Target(client, counter, probe_endpoint(name, endpoint, client, probe_timeout_s, runtime=runtime), runtime,
                   endpoint=endpoint, own=own)

@@ -51,6 +51,7 @@ class OwnServer:
     base_url: str
     how: str  # "found at ..." / "started by bench via ..."
     stop: Callable[[], None] = lambda: None
+    catalog: Callable[[str], dict[str, Any]] | None = None  # model id -> what the runtime's own catalog says
 
 
 @contextlib.contextmanager
@@ -84,6 +85,7 @@ class Runtime:
 
     def __init__(self, conn: Connection | None):
         self.conn = conn
+        self.own: OwnServer | None = None  # set when the runtime found or started the server itself
 
     # -- which runtime is this endpoint?
     @classmethod

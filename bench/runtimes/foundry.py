@@ -74,7 +74,8 @@ class FoundryLocal(Runtime):
         manager = FoundryLocalManager.instance or FoundryLocalManager(config)
         manager.start_web_service()
         url = manager.urls[0].rstrip("/") + "/v1"
-        return OwnServer(url, f"started by bench through foundry-local-sdk at {url}", manager.stop_web_service)
+        return OwnServer(url, f"started by bench through foundry-local-sdk at {url}", manager.stop_web_service,
+                         catalog=lambda model_id: _sdk_facts(manager, model_id))
 
     def __init__(self, conn: Connection | None):
         super().__init__(conn)
@@ -165,6 +166,11 @@ class FoundryLocal(Runtime):
         facts: dict[str, Any] = {"variant": model_id[:MAX_FACT_CHARS]}
         unknown = {"license": f"{NOT_REPORTED}: set license: for the model in bench.yaml",
                    "runtime_version": NOT_REPORTED}
+        if self.own is not None and self.own.catalog is not None:  # bench started it: the SDK's catalog knows more
+            with contextlib.suppress(Exception):  # noqa: BLE001 - a catalog fact is a nicety, never a failure
+                facts.update(self.own.catalog(model_id))
+            if "license" in facts:
+                unknown.pop("license")
         described = self._describe(model_id)
         if isinstance(described.get("owned_by"), str) and described["owned_by"]:
             facts["publisher"] = described["owned_by"][:MAX_FACT_CHARS]
@@ -221,6 +227,22 @@ class FoundryLocal(Runtime):
         if self._local() and isinstance(pid, int) and not psutil.pid_exists(pid):
             return f"Foundry Local's service (pid {pid}) behind {self.conn.shown} exited"
         return self.stopped_answering()
+
+
+def _sdk_facts(manager: Any, model_id: str) -> dict[str, Any]:
+    """What foundry-local-sdk's catalog says about a model variant (the service bench started)."""
+    model = manager.catalog.get_model_variant(model_id)
+    info = model.info if model is not None else None
+    if info is None:
+        return {}
+    facts: dict[str, Any] = {}
+    for key, value in (("license", info.license), ("license_description", info.license_description),
+                       ("catalog_size_mb", info.file_size_mb), ("publisher", info.publisher),
+                       ("execution_provider", getattr(info.runtime, "execution_provider", None)),
+                       ("device", str(getattr(info.runtime, "device_type", "") or "") or None)):
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
+            facts[key] = value[:MAX_FACT_CHARS] if isinstance(value, str) else value
+    return facts
 
 
 def _is_status(body: bytes) -> bool:
