@@ -352,8 +352,8 @@ def local_serve(config_path: Path | None, models: str | None) -> None:
                 log_dir=store.work_dir(Path("results")) / "logs"))
             facts = server.facts
             # Plain tab-separated lines, easy to read by scripts: label, URL, details.
-            click.echo(f"{m.key}\t{server.base_url}\tmodel '{m.name}', loaded in {facts.load_s:.2f} s, "
-                       f"{facts.rss_after_load_bytes / 2**20:.0f} MiB resident")
+            click.echo(f"{m.key}\t{server.base_url}\tmodel '{m.name}', loaded in {textfmt.fmt_s(facts.load_s)} s, "
+                       f"{textfmt.fmt_mib(facts.rss_after_load_bytes)} resident")
             sys.stdout.flush()
         err.print("serving; press Ctrl-C to stop")
         try:

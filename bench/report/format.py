@@ -1,10 +1,13 @@
-"""The one place for how values look in pages, exports and the terminal: number formats by kind,
-metric values by their registry entry, and escaping of untrusted text for Markdown and HTML."""
+"""The one place for how values look in pages, charts, exports and the terminal: number formats by
+kind, metric values and headings by their registry entry, chart numbers, and escaping of untrusted
+text for Markdown, HTML and SVG."""
 
 from __future__ import annotations
 
 import hashlib
+import html
 import json
+import math
 import re
 from datetime import datetime
 from typing import Any, Mapping
@@ -76,6 +79,22 @@ def slug(value: str) -> Markup:
     return Markup(base)
 
 
+_XML_CTRL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")  # not allowed in XML
+
+
+def svg_line(value: Any) -> str:
+    """One line of XML-safe text, unescaped (newlines would end a raw HTML block in Markdown)."""
+    return _XML_CTRL.sub("", re.sub(r"\s+", " ", str(value))).strip()
+
+
+def svg_text(value: Any, limit: int | None = None) -> str:
+    """Untrusted text for SVG (text and attributes): one line, escaped, cut to ``limit`` with '…'."""
+    s = svg_line(value)
+    if limit is not None and len(s) > limit:
+        s = s[:limit] + "…"
+    return html.escape(s, quote=True)
+
+
 # ----------------------------------------------------------------------------- number formats
 
 
@@ -106,6 +125,11 @@ def fmt_bytes(x: float | None) -> Markup:
     return Markup(f"{x:.0f} B")
 
 
+def fmt_mib(x: float | None) -> Markup:
+    """Whole MiB ('512 MiB'), for lines scripts read: always the same unit."""
+    return _fmt(x, ".0f", 1 / 2**20, " MiB")
+
+
 def fmt_pct(x: float | None) -> Markup:
     return _fmt(x, ".0f", 100, "%")
 
@@ -125,19 +149,27 @@ def fmt_params(x: int | None) -> Markup:
     return Markup(f"{x / 1e9:.1f}B" if x >= 1e9 else f"{x / 1e6:.0f}M")
 
 
+def fmt_sig(v: float) -> str:
+    """A chart's exact value (tooltips): 4 significant digits, plain digits for large numbers."""
+    return f"{v:.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
+
+
+def fmt_tick(v: float, step: float) -> str:
+    """A compact axis tick: 0.25, 1.5, 120, 1.2k, 3M (as many decimals as the step needs)."""
+    if abs(v) < step / 1e6:
+        return "0"
+    div, suffix = next(((d, s) for d, s in ((1e9, "G"), (1e6, "M"), (1e3, "k")) if abs(v) >= d), (1.0, ""))
+    decimals = max(0, -math.floor(math.log10(step / div) + 1e-9))
+    text = f"{v / div:.{decimals}f}"
+    return (text.rstrip("0").rstrip(".") if "." in text else text) + suffix
+
 
 # ----------------------------------------------------------------------------- metrics
 
 
 def metric_number(metric: Metric, value: float | None) -> str:
     """A metric's value as a bare number in its display unit (ms for latencies under a second)."""
-    if value is None:
-        return "–"
-    if metric.kind == "ms":
-        return f"{value * 1000:.1f}"
-    if metric.kind == "s":
-        return f"{value:.2f}"
-    return f"{value:.1f}"
+    return str(fmt_any(value, metric.kind))
 
 
 def metric_unit(metric: Metric) -> str:
