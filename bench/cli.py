@@ -57,8 +57,9 @@ def main() -> None:
 
 
 def summary_table(run: Run) -> Table:
-    """Per model: counts, then each registered metric's table statistics."""
-    columns = [(m, stat) for m in metrics.METRICS.values() for stat in m.table]
+    """Per model: counts, then each request-level metric's table statistics (model-level figures
+    such as memory are in ``--json``, the exports and the pages)."""
+    columns = metrics.columns("table", "request")
     t = Table(title=Text(f"run {run.run_id} ({run.status})"), title_justify="left")
     for col in ["model", "ok", "failed", *(textfmt.metric_heading(m, stat) for m, stat in columns), "tokens from"]:
         t.add_column(col, justify="left" if col in ("model", "tokens from") else "right")
@@ -69,7 +70,7 @@ def summary_table(run: Run) -> Table:
             name.append(f" ({info.status})", style="yellow")
         t.add_row(
             name, str(ms.ok), Text(str(ms.failed), style="red" if ms.failed else ""),
-            *(textfmt.metric_number(m, getattr(ms.metrics[m.id], stat)) for m, stat in columns),
+            *(textfmt.metric_number(m, ms.figure(m, stat)) for m, stat in columns),
             Text(", ".join(ms.tokens_sources) or "–"),
         )
     return t

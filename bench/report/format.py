@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from markupsafe import Markup
 
-from bench.results.metrics import Metric
+from bench.results.metrics import METRICS, Metric
 from bench.results.store import finite
 
 # ----------------------------------------------------------------------------- escaping
@@ -168,12 +168,14 @@ def fmt_tick(v: float, step: float) -> str:
 
 
 def metric_number(metric: Metric, value: float | None) -> str:
-    """A metric's value as a bare number in its display unit (ms for latencies under a second)."""
+    """A metric's value as a bare number in its display unit (ms for latencies under a second);
+    sizes carry their own unit ('1.2 GiB', '512 MiB')."""
     return str(fmt_any(value, metric.kind))
 
 
 def metric_unit(metric: Metric) -> str:
-    """The unit :func:`metric_number` shows ("" for rates and counts, whose label says it)."""
+    """The unit :func:`metric_number` shows ("" for rates and counts, whose label says it, and for
+    sizes, whose numbers carry it)."""
     return {"ms": "ms", "s": "s"}.get(metric.kind, "")
 
 
@@ -191,10 +193,13 @@ def metric_row_label(metric: Metric) -> str:
 
 
 def metric_heading(metric: Metric, stat: str | None = None, *, parens: bool = False) -> str:
-    """A column heading: 'TTFT p50 ms' ('TTFT p50 (ms)' with ``parens``), 'decode tok/s p50'."""
+    """A column heading: 'TTFT p50 ms' ('TTFT p50 (ms)' with ``parens``), 'decode tok/s p50',
+    'peak memory' (a model-level metric has one value: no statistic is named)."""
     unit = metric_unit(metric)
     if unit and parens:
         unit = f"({unit})"
+    if metric.level == "model":
+        stat = None
     return " ".join(x for x in (metric.short or metric.label, stat, unit) if x)
 
 
@@ -204,6 +209,10 @@ def fmt_any(value: float | None, kind: str) -> Markup:
 
 
 def fmt_extra(key: str, value: Any) -> Markup:
+    """A runtime fact; one that a model-level metric reads is formatted as that metric."""
+    metric = METRICS.get(key)
+    if metric is not None and metric.level == "model" and isinstance(value, (int, float)):
+        return Markup(metric_text(metric, value))
     if key.endswith("_bytes") and isinstance(value, (int, float)):
         return fmt_bytes(value)
     if key.endswith("_s") and isinstance(value, (int, float)):
@@ -221,9 +230,8 @@ def fmt_extra(key: str, value: Any) -> Markup:
 
 _EXTRA_LABELS = {
     "quantization": "quantization", "parameters": "parameters", "source": "weights from",
-    "chat_format": "chat format", "runtime": "runtime", "load_s": "cold load time",
-    "rss_after_load_bytes": "resident memory after load", "peak_rss_bytes": "peak resident memory",
-    "disk_bytes": "disk footprint", "threads": "threads", "n_ctx": "context size",
+    "chat_format": "chat format", "runtime": "runtime",
+    "rss_after_load_bytes": "resident memory after load", "threads": "threads", "n_ctx": "context size",
     "rss_before_bytes": "server memory before the model ran", "memory_source": "memory measured on",
     "llama_cpp_python": "llama-cpp-python", "n_batch": "batch size", "flash_attn": "flash attention",
     "extra_bufts": "extra buffer types (weight repacking, AMX)", "extra_bufts_reason": "extra buffer types because",
@@ -235,6 +243,10 @@ _EXTRA_LABELS = {
 
 
 def extra_label(key: str) -> str:
+    """How a runtime fact is named: a model-level metric's label when one reads it."""
+    metric = METRICS.get(key)
+    if metric is not None and metric.level == "model":
+        return metric.label
     return _EXTRA_LABELS.get(key, key)
 
 

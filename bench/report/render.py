@@ -35,6 +35,7 @@ from bench.report.format import (  # noqa: F401 (md_text, slug, ...: the names p
     md_text,
     metric_heading,
     metric_row_label,
+    metric_text,
     slug,
     title_text,
 )
@@ -57,8 +58,8 @@ from bench.report.write import (  # noqa: F401
     write_pages,
 )
 from bench.results import metrics
-from bench.results.schema import Run, schema_text
-from bench.results.stats import run_stats
+from bench.results.schema import ModelInfo, Run, schema_text
+from bench.results.stats import ModelStats, run_stats
 from bench.results.store import LoadProblem, load_all
 
 
@@ -78,7 +79,9 @@ def _env() -> Environment:
     )
     env.globals.update(
         DIMENSIONS=scoring.DIMENSIONS, DIMENSION_INFO=scoring.DIMENSION_INFO, reason=reason, fmt=fmt_any,
-        metrics=metrics.METRICS, metric_row_label=metric_row_label,
+        metrics=metrics.METRICS, request_metrics=metrics.request_metrics, model_metrics=metrics.model_metrics,
+        metric_columns=metrics.columns, metric_row_label=metric_row_label, metric_heading=metric_heading,
+        metric_text=metric_text, computed_figures=_computed_figures,
         fmt_extra=fmt_extra, extra_label=extra_label, config_json=_config_json, outputs=_outputs,
         judgements=_judgements, manual_for=_manual_for,
         pretty_json=lambda data: json.dumps(data, indent=2, ensure_ascii=False),
@@ -198,6 +201,12 @@ def reason(r: scoring.Ranking) -> str:
     if top.missing:
         text += f"; missing: {', '.join(top.missing)}"
     return text
+
+
+def _computed_figures(ms: ModelStats, info: ModelInfo) -> list[tuple[metrics.Metric, float]]:
+    """Model-level figures that are not runtime facts themselves (those show as facts)."""
+    return [(m, ms.facts[m.id]) for m in metrics.model_metrics()
+            if m.id not in info.extra and ms.facts.get(m.id) is not None]
 
 
 def _config_json(cfg: Mapping[str, Any]) -> Markup:
