@@ -57,8 +57,9 @@ def main() -> None:
 
 
 def summary_table(run: Run) -> Table:
-    """Per model: counts, then each registered metric's table statistics."""
-    columns = [(m, stat) for m in metrics.METRICS.values() for stat in m.table]
+    """Per model: counts, then each request-level metric's table statistics (model-level figures
+    such as memory are in ``--json``, the exports and the pages)."""
+    columns = metrics.columns("table", "request")
     t = Table(title=Text(f"run {run.run_id} ({run.status})"), title_justify="left")
     for col in ["model", "ok", "failed", *(textfmt.metric_heading(m, stat) for m, stat in columns), "tokens from"]:
         t.add_column(col, justify="left" if col in ("model", "tokens from") else "right")
@@ -69,7 +70,7 @@ def summary_table(run: Run) -> Table:
             name.append(f" ({info.status})", style="yellow")
         t.add_row(
             name, str(ms.ok), Text(str(ms.failed), style="red" if ms.failed else ""),
-            *(textfmt.metric_number(m, getattr(ms.metrics[m.id], stat)) for m, stat in columns),
+            *(textfmt.metric_number(m, ms.figure(m, stat)) for m, stat in columns),
             Text(", ".join(ms.tokens_sources) or "–"),
         )
     return t
@@ -352,8 +353,8 @@ def local_serve(config_path: Path | None, models: str | None) -> None:
                 log_dir=store.work_dir(Path("results")) / "logs"))
             facts = server.facts
             # Plain tab-separated lines, easy to read by scripts: label, URL, details.
-            click.echo(f"{m.key}\t{server.base_url}\tmodel '{m.name}', loaded in {facts.load_s:.2f} s, "
-                       f"{facts.rss_after_load_bytes / 2**20:.0f} MiB resident")
+            click.echo(f"{m.key}\t{server.base_url}\tmodel '{m.name}', loaded in {textfmt.fmt_s(facts.load_s)} s, "
+                       f"{textfmt.fmt_mib(facts.rss_after_load_bytes)} resident")
             sys.stdout.flush()
         err.print("serving; press Ctrl-C to stop")
         try:

@@ -9,6 +9,7 @@ import markdown
 import pytest
 
 from bench.report import charts
+from bench.report.format import fmt_tick
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>']
@@ -168,13 +169,13 @@ def test_nice_axis(lo, hi):
     assert 4 <= len(ticks) <= 6 and a <= lo and b >= hi
     mantissa = step / 10 ** math.floor(math.log10(step) + 1e-9)
     assert any(math.isclose(mantissa, m) for m in (1, 2, 5))
-    labels = [charts._tick(t, step) for t in ticks]
+    labels = [fmt_tick(t, step) for t in ticks]
     assert len(set(labels)) == len(labels) and all(len(s) <= 9 for s in labels)
 
 
 def test_tick_labels_compact():
-    assert [charts._tick(v, 0.05) for v in (0, 0.25, 1.5)] == ["0", "0.25", "1.5"]
-    assert charts._tick(120, 20) == "120" and charts._tick(1200, 200) == "1.2k" and charts._tick(2e6, 5e5) == "2M"
+    assert [fmt_tick(v, 0.05) for v in (0, 0.25, 1.5)] == ["0", "0.25", "1.5"]
+    assert fmt_tick(120, 20) == "120" and fmt_tick(1200, 200) == "1.2k" and fmt_tick(2e6, 5e5) == "2M"
 
 
 def test_long_label_truncated_with_full_tooltip():

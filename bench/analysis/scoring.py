@@ -27,7 +27,8 @@ from bench.config.profiles import (  # noqa: F401
     Constraints,
     Profile,
 )
-from bench.results.schema import Run
+from bench.results.metrics import METRICS
+from bench.results.schema import ModelInfo, Run
 from bench.results.stats import ModelStats, run_stats
 
 
@@ -79,7 +80,6 @@ def candidates(run: Run, quality: Mapping[str, tuple[float, tuple[str, ...]]] | 
         info = run.models[ms.model]
         if ms.ok == 0:
             continue
-        extra = info.extra
         q = (quality or {}).get(ms.model)
         out.append(Candidate(
             model=ms.model,
@@ -87,13 +87,19 @@ def candidates(run: Run, quality: Mapping[str, tuple[float, tuple[str, ...]]] | 
             e2e_p95_s=ms.e2e.p95,
             ttft_p50_s=ms.ttft.p50,
             decode_tps=ms.decode_tps.p50,
-            memory_bytes=extra.get("peak_rss_bytes") or extra.get("memory_bytes"),
-            disk_bytes=extra.get("disk_bytes"),
+            memory_bytes=_model_figure("peak_rss_bytes", info) or None,  # 0: not measured
+            disk_bytes=_model_figure("disk_bytes", info),
             quality=q[0] if q else None,
             quality_sources=q[1] if q else (),
             license=info.license,
         ))
     return out
+
+
+def _model_figure(metric_id: str, info: ModelInfo) -> float | None:
+    """A model-level figure as the metric registry reads it (memory, disk)."""
+    metric = METRICS.get(metric_id)
+    return metric.of_model(info) if metric is not None and metric.of_model is not None else None
 
 
 def _ratio(values: dict[str, float | None], higher_better: bool) -> dict[str, float | None]:

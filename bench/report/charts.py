@@ -11,37 +11,29 @@ nothing left renders a small "no data" figure.
 
 from __future__ import annotations
 
-import html
 import math
-import re
 
+from bench.report.format import fmt_sig, fmt_tick, svg_line, svg_text
 from bench.results.stats import percentiles
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#888888")
 MAX_LABEL = 40  # display length of labels; the full label stays in a <title> tooltip
 CHAR_W = 7.0  # rough width of one character at font-size 12, in viewBox units
 WIDTH = 720
-_CTRL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")  # not allowed in XML
 _GRID = 'stroke="currentColor" stroke-opacity="0.15"'
 
 
 # ---------------------------------------------------------------------------------------- text
-def _clean(s: object) -> str:
-    """One line of XML-safe text (newlines would end the raw HTML block in Markdown)."""
-    return _CTRL.sub("", re.sub(r"\s+", " ", str(s))).strip()
-
-
 def _esc(s: object) -> str:
-    return html.escape(_clean(s), quote=True)
+    return svg_text(s)
 
 
 def _short(s: object, n: int = MAX_LABEL) -> str:
-    s = _clean(s)
-    return html.escape(s if len(s) <= n else s[:n] + "…", quote=True)
+    return svg_text(s, n)
 
 
 def _width(labels, n: int = MAX_LABEL) -> float:
-    return max([min(len(_clean(label)), n + 1) for label in labels] + [4]) * CHAR_W
+    return max([min(len(svg_line(label)), n + 1) for label in labels] + [4]) * CHAR_W
 
 
 def _label(label: object, x: float, y: float, n: int = MAX_LABEL, anchor: str = "end", extra: str = "") -> str:
@@ -59,11 +51,6 @@ def _num(v: object) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _fmt(v: float) -> str:
-    """Tooltip value: 4 significant digits, plain digits for large numbers."""
-    return f"{v:.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
-
-
 def _axis(lo: float, hi: float) -> tuple[float, float, list[float], float]:
     """Nice axis covering [lo, hi]: (lo, hi, ticks, step) with a 1/2/5×10^k step and 4–6 ticks."""
     if hi - lo <= 0:  # all values equal: pad so nothing divides by zero
@@ -77,16 +64,6 @@ def _axis(lo: float, hi: float) -> tuple[float, float, list[float], float]:
             break
     ticks = [float(f"{k * step:.12g}") for k in range(a, b + 1)]
     return ticks[0], ticks[-1], ticks, step
-
-
-def _tick(v: float, step: float) -> str:
-    """Compact tick label: 0.25, 1.5, 120, 1.2k, 3M."""
-    if abs(v) < step / 1e6:
-        return "0"
-    div, suffix = next(((d, s) for d, s in ((1e9, "G"), (1e6, "M"), (1e3, "k")) if abs(v) >= d), (1.0, ""))
-    decimals = max(0, -math.floor(math.log10(step / div) + 1e-9))
-    text = f"{v / div:.{decimals}f}"
-    return (text.rstrip("0").rstrip(".") if "." in text else text) + suffix
 
 
 def _padded(values: list[float]) -> tuple[float, float]:
@@ -103,7 +80,7 @@ def _scale(lo: float, hi: float, a: float, b: float):
 # ------------------------------------------------------------------------------------ drawing
 def _figure(w: float, h: float, title: str, body: list[str], caption: str | None) -> str:
     t = _esc(title)
-    cap = f"<figcaption>{_esc(caption)}</figcaption>" if caption is not None and _clean(caption) else ""
+    cap = f"<figcaption>{_esc(caption)}</figcaption>" if caption is not None and svg_line(caption) else ""
     return (f'<figure class="bench-chart"><svg xmlns="http://www.w3.org/2000/svg" width="100%" '
             f'viewBox="0 0 {w:.0f} {h:.0f}" role="img" aria-label="{t}" font-family="inherit" font-size="12" '
             f'fill="currentColor"><title>{t}</title>'
@@ -121,7 +98,7 @@ def _x_axis(sx, ticks, step, x0, x1, y0, y1, label: str | None) -> list[str]:
     for t in ticks:
         x = sx(t)
         out.append(f'<line x1="{x:.1f}" y1="{y0:.1f}" x2="{x:.1f}" y2="{y1:.1f}" {_GRID}/>'
-                   f'<text x="{x:.1f}" y="{y1 + 16:.1f}" text-anchor="middle">{_tick(t, step)}</text>')
+                   f'<text x="{x:.1f}" y="{y1 + 16:.1f}" text-anchor="middle">{fmt_tick(t, step)}</text>')
     if label:
         out.append(_label(label, (x0 + x1) / 2, y1 + 34, 80, "middle"))
     return out
@@ -132,7 +109,7 @@ def _y_axis(sy, ticks, step, x0, x1, y1, label: str) -> list[str]:
     for t in ticks:
         y = sy(t)
         out.append(f'<line x1="{x0:.1f}" y1="{y:.1f}" x2="{x1:.1f}" y2="{y:.1f}" {_GRID}/>'
-                   f'<text x="{x0 - 6:.1f}" y="{y + 4:.1f}" text-anchor="end">{_tick(t, step)}</text>')
+                   f'<text x="{x0 - 6:.1f}" y="{y + 4:.1f}" text-anchor="end">{fmt_tick(t, step)}</text>')
     mid = (sy(ticks[0]) + sy(ticks[-1])) / 2
     out.append(_label(label, 14, mid, 50, "middle", f' transform="rotate(-90 14 {mid:.1f})"'))
     return out
@@ -179,8 +156,8 @@ def distribution(series: list[tuple[str, list[float]]], *, title: str, unit: str
             continue
         p25, p50, p75, p95 = percentiles(vs, (25, 50, 75, 95))
         a, b = sx(vs[0]), sx(vs[-1])
-        tip = (f"{name}: n={len(vs)}, min {_fmt(vs[0])}, p25 {_fmt(p25)}, p50 {_fmt(p50)}, p75 {_fmt(p75)}, "
-               f"p95 {_fmt(p95)}, max {_fmt(vs[-1])} {u}")
+        tip = (f"{name}: n={len(vs)}, min {fmt_sig(vs[0])}, p25 {fmt_sig(p25)}, p50 {fmt_sig(p50)}, p75 {fmt_sig(p75)}, "
+               f"p95 {fmt_sig(p95)}, max {fmt_sig(vs[-1])} {u}")
         out.append(f'<g stroke="{c}"><title>{tip}</title>'
                    f'<line x1="{a:.1f}" y1="{cy:.1f}" x2="{b:.1f}" y2="{cy:.1f}"/>'
                    f'<line x1="{a:.1f}" y1="{cy - 6:.1f}" x2="{a:.1f}" y2="{cy + 6:.1f}"/>'
@@ -190,12 +167,12 @@ def distribution(series: list[tuple[str, list[float]]], *, title: str, unit: str
                    f'<line x1="{sx(p50):.1f}" y1="{cy - 10:.1f}" x2="{sx(p50):.1f}" y2="{cy + 10:.1f}" '
                    f'stroke-width="3"/></g>')
         x95 = sx(p95)
-        out.append(f'<path d="M{x95:.1f},{cy - 9:.1f} l4,-6 h-8 z" fill="{c}"><title>{name}: p95 {_fmt(p95)} {u}'
+        out.append(f'<path d="M{x95:.1f},{cy - 9:.1f} l4,-6 h-8 z" fill="{c}"><title>{name}: p95 {fmt_sig(p95)} {u}'
                    f"</title></path>")
         for i, v in enumerate(vs):
             jitter = ((i * 0.6180339887) % 1 - 0.5) * 14  # golden-ratio sequence: spread out, deterministic
             out.append(f'<circle cx="{sx(v):.1f}" cy="{cy + jitter:.1f}" r="2" fill="{c}" fill-opacity="0.5">'
-                       f"<title>{name}: {_fmt(v)} {u}</title></circle>")
+                       f"<title>{name}: {fmt_sig(v)} {u}</title></circle>")
     return _figure(WIDTH, y1 + 44, title, out, caption)
 
 
@@ -213,7 +190,7 @@ def scatter(points: list[dict], *, title: str, x_label: str, y_label: str, capti
     out = _y_axis(sy, yticks, ystep, x0, x1, y1, y_label) + _x_axis(sx, xticks, xstep, x0, x1, top, y1, x_label)
     xl, yl = _esc(x_label), _esc(y_label)
     for i, (label, x, y) in enumerate(pts):
-        out.append(_marker(i, sx(x), sy(y), f"{_esc(label)}: {xl} = {_fmt(x)}, {yl} = {_fmt(y)}", 5))
+        out.append(_marker(i, sx(x), sy(y), f"{_esc(label)}: {xl} = {fmt_sig(x)}, {yl} = {fmt_sig(y)}", 5))
     out += _legend([label for label, _, _ in pts], x1 + 20, top + 6)
     w = x1 + 40 + _width((label for label, _, _ in pts), 28)
     return _figure(w, max(y1 + 44, top + 18 * len(pts) + 10), title, out, caption)
@@ -232,7 +209,7 @@ def stacked_bars(rows: list[tuple[str, dict[str, float | None]]], *, keys: list[
         return _no_data(title, caption)
     totals = [sum(max(v, 0.0) for _, _, v in segs) for _, segs, _ in parsed]
     lo, hi, ticks, step = _axis(0.0, max(totals + [max(_num(max_value) or 0.0, 0.0)]))
-    misses = [f"missing: {', '.join(_clean(k) for k in miss)}" for _, _, miss in parsed]
+    misses = [f"missing: {', '.join(svg_line(k) for k in miss)}" for _, _, miss in parsed]
     x0 = _width(label for label, _, _ in parsed) + 16
     x1 = WIDTH - 20.0
     for total, text, (_, _, miss) in zip(totals, misses, parsed):  # leave room for "missing: …" after a bar
@@ -242,7 +219,7 @@ def stacked_bars(rows: list[tuple[str, dict[str, float | None]]], *, keys: list[
     x1 = max(x1, x0 + 200)
     legend, lx, ly = [], x0, 34.0
     for j, k in enumerate(keys):  # legend for keys, wrapping onto more lines when needed
-        wk = min(len(_clean(k)), 24) * CHAR_W + 28
+        wk = min(len(svg_line(k)), 24) * CHAR_W + 28
         if lx + wk > WIDTH - 10 and lx > x0:
             lx, ly = x0, ly + 18
         legend.append(f'<rect x="{lx:.1f}" y="{ly - 9:.1f}" width="10" height="10" fill="{PALETTE[j % len(PALETTE)]}"/>'
@@ -254,12 +231,12 @@ def stacked_bars(rows: list[tuple[str, dict[str, float | None]]], *, keys: list[
     out = legend + _x_axis(sx, ticks, step, x0, x1, top, y1, None)
     for r, ((label, segs, miss), total, text) in enumerate(zip(parsed, totals, misses)):
         cy, name, pos = top + rh * r + rh / 2, _esc(label), 0.0
-        out.append(_label(label, x0 - 8, cy + 4) + f"<g><title>{name}: total {_fmt(total)}</title>")
+        out.append(_label(label, x0 - 8, cy + 4) + f"<g><title>{name}: total {fmt_sig(total)}</title>")
         for j, k, v in segs:
             a, b = sx(pos), sx(pos + max(v, 0.0))
             pos += max(v, 0.0)
             out.append(f'<rect x="{a:.1f}" y="{cy - 9:.1f}" width="{b - a:.1f}" height="18" '
-                       f'fill="{PALETTE[j % len(PALETTE)]}"><title>{name} · {_esc(k)}: {_fmt(v)}</title></rect>')
+                       f'fill="{PALETTE[j % len(PALETTE)]}"><title>{name} · {_esc(k)}: {fmt_sig(v)}</title></rect>')
         out.append("</g>")
         if miss:
             out.append(_label(text, sx(pos) + 6, cy + 4, MAX_LABEL, "start", ' font-style="italic" opacity="0.75"'))
@@ -282,7 +259,7 @@ def lines(series: list[tuple[str, list[tuple[str, float | None]]]], *, title: st
     lo, hi, ticks, step = _axis(*_padded(ys))
     n, x1, top, y1 = len(names), 584, 30, 270
     shown = list(range(0, n, math.ceil(n / 8)))  # at most 8 x labels
-    longest = max(min(len(_clean(names[i])), 17) for i in shown) * CHAR_W
+    longest = max(min(len(svg_line(names[i])), 17) for i in shown) * CHAR_W
     rotate = longest > (x1 - 72) / len(shown) - 6
     x0 = max(72.0, longest * 0.82 - 4) if rotate else 72.0  # room for the first rotated label
     sy = _scale(lo, hi, y1, top)
@@ -304,7 +281,7 @@ def lines(series: list[tuple[str, list[tuple[str, float | None]]]], *, title: st
                 seg.append(f"{sx(i):.1f},{sy(y):.1f}")
         for i, y in pts:
             if y is not None:
-                out.append(_marker(s, sx(i), sy(y), f"{name} @ {_esc(names[i])}: {_fmt(y)}", 3.5))
+                out.append(_marker(s, sx(i), sy(y), f"{name} @ {_esc(names[i])}: {fmt_sig(y)}", 3.5))
     out += _legend([label for label, _ in parsed], x1 + 20, top + 6)
     bottom = y1 + (longest * 0.58 + 24 if rotate else 30)
     w = x1 + 40 + _width((label for label, _ in parsed), 28)

@@ -7,18 +7,18 @@ import io
 from typing import Mapping
 
 from bench.analysis import scoring
-from bench.report.format import fmt_bytes, md_text, metric_heading, metric_number
+from bench.report.format import md_text, metric_heading, metric_number
 from bench.report.render import reason
-from bench.results.metrics import METRICS
+from bench.results.metrics import columns
 from bench.results.schema import Run
 from bench.results.stats import run_stats
 
 
 def csv_columns() -> list[str]:
-    """Counts, each registered metric's export statistics, then the model's facts."""
+    """Counts, each request-level metric's export statistics, then each model-level metric."""
     return ["model", "status", "license", "requests", "ok", "failed",
-            *(m.column(stat) for m in METRICS.values() for stat in m.export),
-            "tokens_sources", "peak_rss_bytes", "disk_bytes", "load_s"]
+            *(m.column(stat) for m, stat in columns("export", "request")), "tokens_sources",
+            *(m.column(stat) for m, stat in columns("export", "model"))]
 
 
 def _rows(run: Run) -> list[dict]:
@@ -27,10 +27,8 @@ def _rows(run: Run) -> list[dict]:
         info = run.models[ms.model]
         rows.append({
             "model": ms.model, "status": info.status, "license": info.license or "",
-            "requests": ms.requests, "ok": ms.ok, "failed": ms.failed,
-            **{m.column(stat): getattr(ms.metrics[m.id], stat) for m in METRICS.values() for stat in m.export},
-            "tokens_sources": ";".join(ms.tokens_sources), "peak_rss_bytes": info.extra.get("peak_rss_bytes"),
-            "disk_bytes": info.extra.get("disk_bytes"), "load_s": info.extra.get("load_s"),
+            "requests": ms.requests, "ok": ms.ok, "failed": ms.failed, "tokens_sources": ";".join(ms.tokens_sources),
+            **{m.column(stat): ms.figure(m, stat) for m, stat in columns("export")},
         })
     return rows
 
@@ -54,24 +52,22 @@ def export_csv(run: Run) -> str:
 def export_markdown(run: Run, profiles: Mapping[str, scoring.Profile]) -> str:
     stats = run_stats(run)
     cands = scoring.candidates(run, None, stats)
-    columns = [(m, stat) for m in METRICS.values() for stat in m.table]
+    cols = columns("table")
     out = [
         f"# Benchmark report: run {md_text(run.run_id)}",
         "",
         f"{md_text(run.started_at)} · status {md_text(run.status)} · workload `{run.workload.hash}` · "
         f"{md_text(run.machine.cpu or 'unknown CPU')}, {run.machine.cores_logical or '?'} cores · bench {md_text(run.bench_version)}",
         "",
-        "| model | ok/measured | " + " | ".join(metric_heading(m, s, parens=True) for m, s in columns)
-        + " | peak memory | disk | license |",
-        "|---|--:|" + "--:|" * len(columns) + "--:|--:|---|",
+        "| model | ok/measured | " + " | ".join(metric_heading(m, s, parens=True) for m, s in cols) + " | license |",
+        "|---|--:|" + "--:|" * len(cols) + "---|",
     ]
     for ms in stats:
         info = run.models[ms.model]
         out.append(
             f"| {md_text(ms.model)} | {ms.ok}/{ms.requests} | "
-            + "".join(f"{metric_number(m, getattr(ms.metrics[m.id], s))} | " for m, s in columns)
-            + f"{fmt_bytes(info.extra.get('peak_rss_bytes'))} | "
-            f"{fmt_bytes(info.extra.get('disk_bytes'))} | {md_text(info.license or 'unknown')} |"
+            + "".join(f"{metric_number(m, ms.figure(m, s))} | " for m, s in cols)
+            + f"{md_text(info.license or 'unknown')} |"
         )
     out += ["", "## Highlights", ""]
     for name, profile in profiles.items():

@@ -1,17 +1,20 @@
-"""The one place for how values look in pages, exports and the terminal: number formats by kind,
-metric values by their registry entry, and escaping of untrusted text for Markdown and HTML."""
+"""The one place for how values look in pages, charts, exports and the terminal: number formats by
+kind, metric values and headings by their registry entry, chart numbers, and escaping of untrusted
+text for Markdown, HTML and SVG."""
 
 from __future__ import annotations
 
 import hashlib
+import html
 import json
+import math
 import re
 from datetime import datetime
 from typing import Any, Mapping
 
 from markupsafe import Markup
 
-from bench.results.metrics import Metric
+from bench.results.metrics import METRICS, Metric
 from bench.results.store import finite
 
 # ----------------------------------------------------------------------------- escaping
@@ -76,6 +79,22 @@ def slug(value: str) -> Markup:
     return Markup(base)
 
 
+_XML_CTRL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")  # not allowed in XML
+
+
+def svg_line(value: Any) -> str:
+    """One line of XML-safe text, unescaped (newlines would end a raw HTML block in Markdown)."""
+    return _XML_CTRL.sub("", re.sub(r"\s+", " ", str(value))).strip()
+
+
+def svg_text(value: Any, limit: int | None = None) -> str:
+    """Untrusted text for SVG (text and attributes): one line, escaped, cut to ``limit`` with '…'."""
+    s = svg_line(value)
+    if limit is not None and len(s) > limit:
+        s = s[:limit] + "…"
+    return html.escape(s, quote=True)
+
+
 # ----------------------------------------------------------------------------- number formats
 
 
@@ -106,6 +125,11 @@ def fmt_bytes(x: float | None) -> Markup:
     return Markup(f"{x:.0f} B")
 
 
+def fmt_mib(x: float | None) -> Markup:
+    """Whole MiB ('512 MiB'), for lines scripts read: always the same unit."""
+    return _fmt(x, ".0f", 1 / 2**20, " MiB")
+
+
 def fmt_pct(x: float | None) -> Markup:
     return _fmt(x, ".0f", 100, "%")
 
@@ -125,23 +149,33 @@ def fmt_params(x: int | None) -> Markup:
     return Markup(f"{x / 1e9:.1f}B" if x >= 1e9 else f"{x / 1e6:.0f}M")
 
 
+def fmt_sig(v: float) -> str:
+    """A chart's exact value (tooltips): 4 significant digits, plain digits for large numbers."""
+    return f"{v:.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
+
+
+def fmt_tick(v: float, step: float) -> str:
+    """A compact axis tick: 0.25, 1.5, 120, 1.2k, 3M (as many decimals as the step needs)."""
+    if abs(v) < step / 1e6:
+        return "0"
+    div, suffix = next(((d, s) for d, s in ((1e9, "G"), (1e6, "M"), (1e3, "k")) if abs(v) >= d), (1.0, ""))
+    decimals = max(0, -math.floor(math.log10(step / div) + 1e-9))
+    text = f"{v / div:.{decimals}f}"
+    return (text.rstrip("0").rstrip(".") if "." in text else text) + suffix
+
 
 # ----------------------------------------------------------------------------- metrics
 
 
 def metric_number(metric: Metric, value: float | None) -> str:
-    """A metric's value as a bare number in its display unit (ms for latencies under a second)."""
-    if value is None:
-        return "–"
-    if metric.kind == "ms":
-        return f"{value * 1000:.1f}"
-    if metric.kind == "s":
-        return f"{value:.2f}"
-    return f"{value:.1f}"
+    """A metric's value as a bare number in its display unit (ms for latencies under a second);
+    sizes carry their own unit ('1.2 GiB', '512 MiB')."""
+    return str(fmt_any(value, metric.kind))
 
 
 def metric_unit(metric: Metric) -> str:
-    """The unit :func:`metric_number` shows ("" for rates and counts, whose label says it)."""
+    """The unit :func:`metric_number` shows ("" for rates and counts, whose label says it, and for
+    sizes, whose numbers carry it)."""
     return {"ms": "ms", "s": "s"}.get(metric.kind, "")
 
 
@@ -159,10 +193,13 @@ def metric_row_label(metric: Metric) -> str:
 
 
 def metric_heading(metric: Metric, stat: str | None = None, *, parens: bool = False) -> str:
-    """A column heading: 'TTFT p50 ms' ('TTFT p50 (ms)' with ``parens``), 'decode tok/s p50'."""
+    """A column heading: 'TTFT p50 ms' ('TTFT p50 (ms)' with ``parens``), 'decode tok/s p50',
+    'peak memory' (a model-level metric has one value: no statistic is named)."""
     unit = metric_unit(metric)
     if unit and parens:
         unit = f"({unit})"
+    if metric.level == "model":
+        stat = None
     return " ".join(x for x in (metric.short or metric.label, stat, unit) if x)
 
 
@@ -172,6 +209,10 @@ def fmt_any(value: float | None, kind: str) -> Markup:
 
 
 def fmt_extra(key: str, value: Any) -> Markup:
+    """A runtime fact; one that a model-level metric reads is formatted as that metric."""
+    metric = METRICS.get(key)
+    if metric is not None and metric.level == "model" and isinstance(value, (int, float)):
+        return Markup(metric_text(metric, value))
     if key.endswith("_bytes") and isinstance(value, (int, float)):
         return fmt_bytes(value)
     if key.endswith("_s") and isinstance(value, (int, float)):
@@ -189,9 +230,8 @@ def fmt_extra(key: str, value: Any) -> Markup:
 
 _EXTRA_LABELS = {
     "quantization": "quantization", "parameters": "parameters", "source": "weights from",
-    "chat_format": "chat format", "runtime": "runtime", "load_s": "cold load time",
-    "rss_after_load_bytes": "resident memory after load", "peak_rss_bytes": "peak resident memory",
-    "disk_bytes": "disk footprint", "threads": "threads", "n_ctx": "context size",
+    "chat_format": "chat format", "runtime": "runtime",
+    "rss_after_load_bytes": "resident memory after load", "threads": "threads", "n_ctx": "context size",
     "rss_before_bytes": "server memory before the model ran", "memory_source": "memory measured on",
     "llama_cpp_python": "llama-cpp-python", "n_batch": "batch size", "flash_attn": "flash attention",
     "extra_bufts": "extra buffer types (weight repacking, AMX)", "extra_bufts_reason": "extra buffer types because",
@@ -203,6 +243,10 @@ _EXTRA_LABELS = {
 
 
 def extra_label(key: str) -> str:
+    """How a runtime fact is named: a model-level metric's label when one reads it."""
+    metric = METRICS.get(key)
+    if metric is not None and metric.level == "model":
+        return metric.label
     return _EXTRA_LABELS.get(key, key)
 
 

@@ -1,4 +1,4 @@
-"""Results -> Markdown pages (Jinja, StrictUndefined), then a writer that rewrites only what changed.
+"""Results -> Markdown pages (Jinja, StrictUndefined); ``bench.report.write`` writes what changed.
 
 Safety: every ``{{ value }}`` that is a plain string is escaped for Markdown *and* HTML by the
 environment's ``finalize`` hook, so model outputs and server strings can never become markup,
@@ -9,9 +9,6 @@ shown in fenced code blocks whose fence is longer than any backtick run inside t
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,9 +17,8 @@ from markupsafe import Markup
 
 from bench.analysis import scoring
 from bench.quality import annotations
-from bench.report import charts
 from bench.report import diff as diff_text
-from bench.report.format import (  # noqa: F401
+from bench.report.format import (  # noqa: F401 (md_text, slug, ...: the names pages and tests use)
     code_block,
     extra_label,
     finalize,
@@ -39,38 +35,32 @@ from bench.report.format import (  # noqa: F401
     md_text,
     metric_heading,
     metric_row_label,
+    metric_text,
     slug,
     title_text,
 )
-from bench.results.metrics import METRICS, compared
-from bench.results.schema import Run, schema_text
+from bench.report.views import (
+    RunView,
+    breakdown,
+    latency_chart,
+    model_trend,
+    quality_of,
+    scatter,
+    selection_data,
+    trend,
+    ttft_chart,
+)
+from bench.report.write import (  # noqa: F401
+    GENERATED_MARK,
+    MARKER,
+    REPORT_DIR,
+    WriteReport,
+    write_pages,
+)
+from bench.results import metrics
+from bench.results.schema import ModelInfo, Run, schema_text
 from bench.results.stats import ModelStats, run_stats
 from bench.results.store import LoadProblem, load_all
-
-REPORT_DIR = "report"  # generated pages live in <docs_dir>/report/ plus the generated <docs_dir>/index.md
-MARKER = ".bench-generated"
-
-# ----------------------------------------------------------------------------- the site model
-
-
-@dataclass
-class RunView:
-    run: Run
-    stats: list[ModelStats]
-    slug: str
-    quality: dict[str, annotations.ModelQuality]
-    agreement: dict[str, Any]
-    manual: dict[str, int]
-
-    @cached_property
-    def stats_by_model(self) -> dict[str, ModelStats]:
-        return {s.model: s for s in self.stats}
-
-    @property
-    def label(self) -> str:
-        """Short x-axis label: start time and, when known, the commit."""
-        commit = (self.run.git.commit or "")[:7] if self.run.git else ""
-        return self.run.run_id[:13] + (f" {commit}" if commit else "")
 
 
 def _env() -> Environment:
@@ -89,70 +79,14 @@ def _env() -> Environment:
     )
     env.globals.update(
         DIMENSIONS=scoring.DIMENSIONS, DIMENSION_INFO=scoring.DIMENSION_INFO, reason=reason, fmt=fmt_any,
-        metrics=METRICS, metric_row_label=metric_row_label,
+        metrics=metrics.METRICS, request_metrics=metrics.request_metrics, model_metrics=metrics.model_metrics,
+        metric_columns=metrics.columns, metric_row_label=metric_row_label, metric_heading=metric_heading,
+        metric_text=metric_text, computed_figures=_computed_figures,
         fmt_extra=fmt_extra, extra_label=extra_label, config_json=_config_json, outputs=_outputs,
         judgements=_judgements, manual_for=_manual_for,
         pretty_json=lambda data: json.dumps(data, indent=2, ensure_ascii=False),
     )
     return env
-
-
-def _latency_chart(view: RunView) -> Markup:
-    series = [(ms.model, [s.e2e_s for s in view.run.samples if s.model == ms.model and not s.warmup and s.ok and s.e2e_s])
-              for ms in view.stats if ms.ok]
-    return Markup(charts.distribution(series, title="End-to-end latency per request", unit="s",
-                                      caption="Box: p25–p75, thick mark: p50, tick: p95; dots: requests."))
-
-
-def _ttft_chart(view: RunView) -> Markup:
-    series = [(ms.model, [s.ttft_s * 1000 for s in view.run.samples
-                          if s.model == ms.model and not s.warmup and s.ok and s.ttft_s])
-              for ms in view.stats if ms.ok and ms.ttft.n]
-    return Markup(charts.distribution(series, title="Time to first token per request", unit="ms"))
-
-
-def _scatter(view: RunView) -> Markup:
-    pts = [{"label": ms.model, "x": ms.ttft.p50 * 1000 if ms.ttft.p50 else None, "y": ms.decode_tps.p50}
-           for ms in view.stats if ms.ok]
-    return Markup(charts.scatter(pts, title="Responsiveness vs throughput", x_label="TTFT p50 (ms), lower is better",
-                                 y_label="decode tokens/s (p50), higher is better"))
-
-
-def _breakdown(ranking: scoring.Ranking) -> Markup:
-    w = ranking.weights
-    wsum = sum(w.values()) or 1
-    rows = []
-    for r in ranking.rows:
-        if r.total is None:
-            continue
-        present = sum(w[d] for d in scoring.DIMENSIONS if r.sub[d] is not None and w[d] > 0) or 1
-        rows.append((r.model, {d: (r.sub[d] * w[d] / present if r.sub[d] is not None else None)
-                               for d in scoring.DIMENSIONS if w[d] > 0}))
-    keys = [d for d in scoring.DIMENSIONS if w[d] / wsum > 0]
-    return Markup(charts.stacked_bars(rows, keys=keys, title=f"Score breakdown: {ranking.profile}", max_value=1.0,
-                                      caption="Each segment: a dimension's sub-score times its weight share."))
-
-
-def _plotted(metric_id: str, stat: str, ms: ModelStats | None) -> float | None:
-    """A metric's statistic as charts plot it (latencies under a second in ms)."""
-    if ms is None or not ms.ok or metric_id not in ms.metrics:
-        return None
-    value = getattr(ms.metrics[metric_id], stat)
-    return value * 1000 if value is not None and METRICS[metric_id].kind == "ms" else value
-
-
-def _trend(views: list[RunView], metric_id: str, stat: str = "p50") -> Markup | None:
-    if len(views) < 2:
-        return None
-    models = sorted({m for v in views for m in v.stats_by_model})
-    series = [(m, [(v.label, _plotted(metric_id, stat, v.stats_by_model.get(m))) for v in views]) for m in models]
-    label = metric_heading(METRICS[metric_id], stat, parens=True)
-    return Markup(charts.lines(series, title=f"Trend: {label}", y_label=label))
-
-
-def quality_of(view: "RunView") -> dict[str, tuple[float, tuple[str, ...]]]:
-    """Quality per model for the selection framework: the combined score and its sources."""
-    return {k: (q.combined, q.sources) for k, q in view.quality.items() if q.combined is not None}
 
 
 def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[str, scoring.Profile],
@@ -190,26 +124,26 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     pages: dict[str, str] = {}
     charts_home = {}
     if latest is not None:
-        charts_home = dict(latency=_latency_chart(latest), scatter=_scatter(latest),
-                           breakdown=_breakdown(rankings[0]) if rankings else None,
-                           trend=_trend(views, "e2e"), trend_tps=_trend(views, "decode_tps"))
+        charts_home = dict(latency=latency_chart(latest), scatter=scatter(latest),
+                           breakdown=breakdown(rankings[0]) if rankings else None,
+                           trend=trend(views, "e2e"), trend_tps=trend(views, "decode_tps"))
     pages["index.md"] = env.get_template("home.md.j2").render(**common, charts=charts_home)
     pages[f"{prefix}/runs/index.md"] = env.get_template("runs.md.j2").render(**common)
     for v in views:
         pages[f"{prefix}/runs/{v.slug}.md"] = env.get_template("run.md.j2").render(
-            **common, view=v, latency_chart=_latency_chart(v), ttft_chart=_ttft_chart(v))
+            **common, view=v, latency_chart=latency_chart(v), ttft_chart=ttft_chart(v))
     pages[f"{prefix}/models/index.md"] = env.get_template("models.md.j2").render(**common)
     for key, mslug in model_slugs.items():
         history = histories[key]
         pages[f"{prefix}/models/{mslug}.md"] = env.get_template("model.md.j2").render(
             **common, key=key, history=history, info=history[-1].run.models[key],
-            trend=_model_trend(history, key))
+            trend=model_trend(history, key))
     pages[f"{prefix}/prompts/index.md"] = env.get_template("prompts.md.j2").render(**common)
     for pid, pslug in prompt_slugs.items():
         pages[f"{prefix}/prompts/{pslug}.md"] = env.get_template("prompt.md.j2").render(
             **common, pid=pid, run_view=_latest_with_prompt(views, pid))
     pages[f"{prefix}/selection.md"] = env.get_template("selection.md.j2").render(
-        **common, breakdowns=[_breakdown(r) for r in rankings], selection_data=_selection_data(rankings))
+        **common, breakdowns=[breakdown(r) for r in rankings], selection_data=selection_data(rankings))
     pages[f"{prefix}/schema.md"] = env.get_template("schema.md.j2").render(**common, schema=schema_text())
     pages[f"{prefix}/changes.md"] = env.get_template("changes.md.j2").render(**common, **_changes(views))
     return pages
@@ -269,6 +203,12 @@ def reason(r: scoring.Ranking) -> str:
     return text
 
 
+def _computed_figures(ms: ModelStats, info: ModelInfo) -> list[tuple[metrics.Metric, float]]:
+    """Model-level figures that are not runtime facts themselves (those show as facts)."""
+    return [(m, ms.facts[m.id]) for m in metrics.model_metrics()
+            if m.id not in info.extra and ms.facts.get(m.id) is not None]
+
+
 def _config_json(cfg: Mapping[str, Any]) -> Markup:
     return code_block(json.dumps(cfg, indent=2, ensure_ascii=False), "json")
 
@@ -290,193 +230,6 @@ def _latest_with_prompt(views: list[RunView], pid: str) -> RunView | None:
         if any(p["id"] == pid for p in v.run.workload.prompts):
             return v
     return None
-
-
-def _model_trend(history: list[RunView], key: str) -> Markup | None:
-    """One chart per compared metric: its p50 across the model's runs."""
-    if len(history) < 2:
-        return None
-    charts_ = []
-    for m in compared():
-        label = metric_heading(m, "p50", parens=True)
-        pts = [(v.label, _plotted(m.id, "p50", v.stats_by_model[key])) for v in history]
-        charts_.append(charts.lines([(label, pts)], title=f"{m.label} p50 across runs and commits", y_label=label))
-    return Markup("\n\n".join(charts_))
-
-
-def _selection_data(rankings: list[scoring.Ranking]) -> dict[str, Any]:
-    """What the page's script needs to re-rank with new weights in the browser."""
-    return {
-        "dimensions": list(scoring.DIMENSIONS),
-        "profiles": [
-            {
-                "name": r.profile,
-                "weights": r.weights,
-                "models": [{"model": row.model, "sub": row.sub, "excluded": row.excluded} for row in r.rows],
-            }
-            for r in rankings
-        ],
-    }
-
-
-# ----------------------------------------------------------------------------- writing
-
-# Every page bench writes ends with this line; bench replaces or removes a file only when it carries
-# it (and lies inside the generated folders, and is not a symlink). The manifest only says which
-# pages bench wrote last time; it is untrusted like everything from git.
-GENERATED_MARK = "<!-- generated by bench render from results/: bench rewrites this file, do not edit it -->"
-MANIFEST_MAX_BYTES = 1 << 20
-
-
-@dataclass
-class WriteReport:
-    written: list[str]
-    unchanged: int
-    removed: list[str]
-    warnings: list[str] = field(default_factory=list)
-
-
-def _with_mark(text: str) -> str:
-    return text.rstrip("\n") + "\n\n" + GENERATED_MARK + "\n"
-
-
-def _is_page_entry(rel: Any, prefix: str) -> bool:
-    """A manifest entry bench could have written: a relative .md path under prefix/, or index.md."""
-    if not isinstance(rel, str) or "\\" in rel or "\x00" in rel or not rel.endswith(".md"):
-        return False
-    parts = rel.split("/")
-    if rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or ":" in parts[0]:
-        return False
-    return rel == "index.md" or (parts[0] == prefix and len(parts) > 1)
-
-
-def _escapes(docs: Path, rel: str, prefix: str) -> str | None:
-    """Why docs/rel is not a place bench may write or delete (None when it is)."""
-    path = docs / rel
-    if path.is_symlink():
-        return "is a symlink"
-    resolved = path.resolve()
-    root = docs.resolve()
-    allowed = root / "index.md" if rel == "index.md" else root / prefix
-    if resolved != allowed and allowed not in resolved.parents:
-        return f"leads outside {allowed} (a symlink in the way)"
-    return None
-
-
-def _read_manifest(marker: Path, prefix: str) -> tuple[set[str], list[str]]:
-    """The pages bench wrote last time, and warnings about a manifest that is corrupt or planted."""
-    if not marker.is_file():
-        return set(), []
-    try:
-        if marker.stat().st_size > MANIFEST_MAX_BYTES:
-            raise ValueError(f"larger than {MANIFEST_MAX_BYTES} bytes")
-        data = json.loads(marker.read_bytes().decode("utf-8"))
-    except (ValueError, RecursionError, OSError) as e:
-        return set(), [f"{marker}: corrupt page manifest ({str(e)[:100]}); no generated page was removed"]
-    if not isinstance(data, list):
-        return set(), [f"{marker}: corrupt page manifest (not a list); no generated page was removed"]
-    entries = {rel for rel in data if _is_page_entry(rel, prefix)}
-    bad = [rel for rel in data if not _is_page_entry(rel, prefix)]
-    warnings = []
-    if bad:
-        shown = ", ".join(repr(b)[:80] for b in bad[:3])
-        warnings.append(f"{marker}: page manifest names {len(bad)} file(s) outside bench's generated pages "
-                        f"({shown}); ignored them")
-    return entries, warnings
-
-
-def _is_ours(path: Path) -> bool:
-    try:
-        return GENERATED_MARK in path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-
-
-def _check_pages(pages: Mapping[str, str], docs_dir: Path, prefix: str) -> dict[str, bool]:
-    """For each page: True when the file already holds it. Raises before anything is written when a
-    page would replace a file bench did not write, or would be written through a symlink."""
-    from bench.errors import BenchError
-
-    current = {}
-    for rel, content in pages.items():
-        path = docs_dir / rel
-        why = _escapes(docs_dir, rel, prefix)
-        if why:
-            raise BenchError(f"{path} {why}; bench never writes through symlinks: remove it, or render with "
-                             "--out into another folder")
-        if not path.exists():
-            current[rel] = False
-            continue
-        if not path.is_file():
-            raise BenchError(f"{path} is in the way of a generated page: move it, or render with --out")
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if text != content and GENERATED_MARK not in text:
-            raise BenchError(f"{path} exists and was not written by bench (no generated-by mark): move it, "
-                             "or render with --out into another folder (a page from an older bench: delete it)")
-        current[rel] = text == content
-    return current
-
-
-def _remove_stale(stale: list[str], docs_dir: Path, prefix: str) -> tuple[list[str], list[str]]:
-    """Remove pages bench wrote that are gone; keep (with a warning) anything that is not bench's."""
-    removed, warnings = [], []
-    for rel in stale:
-        path = docs_dir / rel
-        if not path.exists() and not path.is_symlink():
-            continue
-        why = _escapes(docs_dir, rel, prefix)
-        if why is None and not (path.is_file() and _is_ours(path)):
-            why = "was not written by bench (no generated-by mark)"
-        if why:
-            warnings.append(f"kept {path}: it {why}")
-            continue
-        path.unlink()
-        removed.append(rel)
-    return removed, warnings
-
-
-def _prune_empty_dirs(report: Path) -> None:
-    for dirpath, _, _ in os.walk(report, topdown=False, followlinks=False):
-        d = Path(dirpath)
-        if d != report and not d.is_symlink():
-            try:
-                d.rmdir()  # only succeeds when empty
-            except OSError:
-                pass
-
-
-def write_pages(pages: Mapping[str, str], docs_dir: Path, prefix: str = REPORT_DIR) -> WriteReport:
-    """Write pages whose content changed (atomically); remove generated pages that are gone.
-
-    Unchanged files are not touched, so `mkdocs serve`'s watcher does not loop. bench only ever
-    replaces or removes files that carry its generated-by mark, inside ``<prefix>/`` or the home page,
-    and never follows a symlink there: a hand-written page in the way is an error, never overwritten.
-    """
-    from bench.errors import BenchError
-    from bench.results.store import atomic_write
-
-    report, marker = docs_dir / prefix, docs_dir / prefix / MARKER
-    for p in (report, marker):
-        if p.is_symlink() or (p == marker and p.exists() and not p.is_file()):
-            raise BenchError(f"{p} is a symlink or not a file; bench never writes through symlinks: remove it")
-    if report.is_dir() and not marker.is_file() and any(not _is_ours(p) for p in report.rglob("*.md")):
-        raise BenchError(f"{report} holds pages bench did not write: move them, or render with --out into another folder")
-    previous, warnings = _read_manifest(marker, prefix)
-    marked = {rel: _with_mark(text) for rel, text in pages.items()}
-    current = _check_pages(marked, docs_dir, prefix)
-    written = []
-    for rel, content in marked.items():
-        if not current[rel]:
-            (docs_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(docs_dir / rel, content)
-            written.append(rel)
-    removed, kept = _remove_stale(sorted(previous - set(pages)), docs_dir, prefix)
-    _prune_empty_dirs(report)
-    manifest = json.dumps(sorted(pages), indent=0)
-    if warnings or not marker.is_file() or marker.read_text(encoding="utf-8", errors="replace") != manifest:
-        report.mkdir(parents=True, exist_ok=True)
-        atomic_write(marker, manifest)
-    return WriteReport(written, sum(current.values()), removed, warnings + kept)
 
 
 def render(results_dir: Path, docs_dir: Path, profiles: Mapping[str, scoring.Profile] | None = None

@@ -11,8 +11,15 @@ from typing import Iterable
 
 import numpy as np
 
-from bench.results.metrics import METRICS, decode_tps, e2e_tps, tpot  # noqa: F401 (defined there)
-from bench.results.schema import Run, Sample
+from bench.results.metrics import (  # noqa: F401 (decode_tps, e2e_tps, tpot: defined there)
+    Metric,
+    decode_tps,
+    e2e_tps,
+    model_metrics,
+    request_metrics,
+    tpot,
+)
+from bench.results.schema import ModelInfo, Run, Sample
 
 
 def percentiles(values: Iterable[float], ps: Iterable[float]) -> list[float]:
@@ -53,8 +60,9 @@ class Dist:
 
 @dataclass(frozen=True)
 class ModelStats:
-    """One model's figures in one run: counts, and a distribution per registered metric
-    (``stats.ttft``, ``stats.metrics["ttft"]``)."""
+    """One model's figures in one run: counts, a distribution per registered request-level metric
+    (``stats.ttft``, ``stats.metrics["ttft"]``) and the value of each model-level one
+    (``stats.facts["disk_bytes"]``)."""
 
     model: str
     requests: int
@@ -66,6 +74,14 @@ class ModelStats:
     over_limit: int
     streamed: bool
     extra: dict = field(default_factory=dict)
+    facts: dict[str, float | None] = field(default_factory=dict)
+
+    def figure(self, metric: Metric, stat: str) -> float | None:
+        """One statistic of a request-level metric, or a model-level metric's value."""
+        if metric.level == "model":
+            return self.facts.get(metric.id)
+        dist = self.metrics.get(metric.id)
+        return getattr(dist, stat) if dist is not None else None
 
     def __getattr__(self, name: str) -> Dist:
         metrics = self.__dict__.get("metrics", {})
@@ -75,14 +91,15 @@ class ModelStats:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        return {**{k: v for k, v in d.items() if k != "metrics"}, **d["metrics"]}
+        return {**{k: v for k, v in d.items() if k not in ("metrics", "facts")}, **d["metrics"], **d["facts"]}
 
 
 def measured(samples: Iterable[Sample]) -> list[Sample]:
     return [s for s in samples if not s.warmup]
 
 
-def model_stats(model: str, samples: list[Sample]) -> ModelStats:
+def model_stats(model: str, samples: list[Sample], info: ModelInfo | None = None) -> ModelStats:
+    """``info``: the model's entry in the run, for model-level metrics (None: they are unknown)."""
     mine = [s for s in measured(samples) if s.model == model]
     ok = [s for s in mine if s.ok]
     errors: dict[str, int] = {}
@@ -95,12 +112,13 @@ def model_stats(model: str, samples: list[Sample]) -> ModelStats:
         ok=len(ok),
         failed=len(mine) - len(ok),
         errors=errors,
-        metrics={m.id: Dist.of(m.value(s) for s in ok) for m in METRICS.values()},
+        metrics={m.id: Dist.of(m.value(s) for s in ok) for m in request_metrics() if m.value is not None},
         tokens_sources=sorted({s.tokens_source for s in ok if s.tokens_source}),
         over_limit=sum(1 for s in ok if s.over_limit),
         streamed=any(s.stream for s in mine),
+        facts={m.id: m.of_model(info) if info is not None and m.of_model else None for m in model_metrics()},
     )
 
 
 def run_stats(run: Run) -> list[ModelStats]:
-    return [model_stats(key, run.samples) for key in run.models]
+    return [model_stats(key, run.samples, info) for key, info in run.models.items()]

@@ -1,0 +1,123 @@
+"""What the pages show beyond plain values: the site model (one view per run) and the charts,
+trends and selection data built from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from markupsafe import Markup
+
+from bench.analysis import scoring
+from bench.quality import annotations
+from bench.report import charts
+from bench.report.format import metric_heading
+from bench.results.metrics import METRICS, compared
+from bench.results.schema import Run
+from bench.results.stats import ModelStats
+
+
+@dataclass
+class RunView:
+    run: Run
+    stats: list[ModelStats]
+    slug: str
+    quality: dict[str, annotations.ModelQuality]
+    agreement: dict[str, Any]
+    manual: dict[str, int]
+
+    @cached_property
+    def stats_by_model(self) -> dict[str, ModelStats]:
+        return {s.model: s for s in self.stats}
+
+    @property
+    def label(self) -> str:
+        """Short x-axis label: start time and, when known, the commit."""
+        commit = (self.run.git.commit or "")[:7] if self.run.git else ""
+        return self.run.run_id[:13] + (f" {commit}" if commit else "")
+
+
+def latency_chart(view: RunView) -> Markup:
+    series = [(ms.model, [s.e2e_s for s in view.run.samples if s.model == ms.model and not s.warmup and s.ok and s.e2e_s])
+              for ms in view.stats if ms.ok]
+    return Markup(charts.distribution(series, title="End-to-end latency per request", unit="s",
+                                      caption="Box: p25–p75, thick mark: p50, tick: p95; dots: requests."))
+
+
+def ttft_chart(view: RunView) -> Markup:
+    series = [(ms.model, [s.ttft_s * 1000 for s in view.run.samples
+                          if s.model == ms.model and not s.warmup and s.ok and s.ttft_s])
+              for ms in view.stats if ms.ok and ms.ttft.n]
+    return Markup(charts.distribution(series, title="Time to first token per request", unit="ms"))
+
+
+def scatter(view: RunView) -> Markup:
+    pts = [{"label": ms.model, "x": ms.ttft.p50 * 1000 if ms.ttft.p50 else None, "y": ms.decode_tps.p50}
+           for ms in view.stats if ms.ok]
+    return Markup(charts.scatter(pts, title="Responsiveness vs throughput", x_label="TTFT p50 (ms), lower is better",
+                                 y_label="decode tokens/s (p50), higher is better"))
+
+
+def breakdown(ranking: scoring.Ranking) -> Markup:
+    w = ranking.weights
+    wsum = sum(w.values()) or 1
+    rows = []
+    for r in ranking.rows:
+        if r.total is None:
+            continue
+        present = sum(w[d] for d in scoring.DIMENSIONS if r.sub[d] is not None and w[d] > 0) or 1
+        rows.append((r.model, {d: (r.sub[d] * w[d] / present if r.sub[d] is not None else None)
+                               for d in scoring.DIMENSIONS if w[d] > 0}))
+    keys = [d for d in scoring.DIMENSIONS if w[d] / wsum > 0]
+    return Markup(charts.stacked_bars(rows, keys=keys, title=f"Score breakdown: {ranking.profile}", max_value=1.0,
+                                      caption="Each segment: a dimension's sub-score times its weight share."))
+
+
+def plotted(metric_id: str, stat: str, ms: ModelStats | None) -> float | None:
+    """A metric's statistic as charts plot it (latencies under a second in ms)."""
+    if ms is None or not ms.ok or metric_id not in ms.metrics:
+        return None
+    value = getattr(ms.metrics[metric_id], stat)
+    return value * 1000 if value is not None and METRICS[metric_id].kind == "ms" else value
+
+
+def trend(views: list[RunView], metric_id: str, stat: str = "p50") -> Markup | None:
+    if len(views) < 2:
+        return None
+    models = sorted({m for v in views for m in v.stats_by_model})
+    series = [(m, [(v.label, plotted(metric_id, stat, v.stats_by_model.get(m))) for v in views]) for m in models]
+    label = metric_heading(METRICS[metric_id], stat, parens=True)
+    return Markup(charts.lines(series, title=f"Trend: {label}", y_label=label))
+
+
+def quality_of(view: "RunView") -> dict[str, tuple[float, tuple[str, ...]]]:
+    """Quality per model for the selection framework: the combined score and its sources."""
+    return {k: (q.combined, q.sources) for k, q in view.quality.items() if q.combined is not None}
+
+
+def model_trend(history: list[RunView], key: str) -> Markup | None:
+    """One chart per compared metric: its p50 across the model's runs."""
+    if len(history) < 2:
+        return None
+    charts_ = []
+    for m in compared():
+        label = metric_heading(m, "p50", parens=True)
+        pts = [(v.label, plotted(m.id, "p50", v.stats_by_model[key])) for v in history]
+        charts_.append(charts.lines([(label, pts)], title=f"{m.label} p50 across runs and commits", y_label=label))
+    return Markup("\n\n".join(charts_))
+
+
+def selection_data(rankings: list[scoring.Ranking]) -> dict[str, Any]:
+    """What the page's script needs to re-rank with new weights in the browser."""
+    return {
+        "dimensions": list(scoring.DIMENSIONS),
+        "profiles": [
+            {
+                "name": r.profile,
+                "weights": r.weights,
+                "models": [{"model": row.model, "sub": row.sub, "excluded": row.excluded} for row in r.rows],
+            }
+            for r in rankings
+        ],
+    }
