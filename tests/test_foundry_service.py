@@ -39,8 +39,8 @@ def _start(cmd: list[str], tmp_path: Path) -> tuple[subprocess.Popen, str]:
     return proc, line[1]
 
 
-@pytest.fixture
-def service(tmp_path):
+def _cached_model(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(cache, model folder, catalog file): the model in a Foundry Local cache, and a catalog listing it."""
     sys.path.insert(0, str(HERE / "foundry"))
     from catalog_standin import entry
 
@@ -50,6 +50,12 @@ def service(tmp_path):
     (folder / "inference_model.json").write_text(json.dumps({"Name": ID}))
     catalog = tmp_path / "catalog.json"
     catalog.write_text(json.dumps({"totalCount": 1, "value": [entry(ALIAS, ID, "HuggingFaceTB", 90_000_000)]}))
+    return cache, folder, catalog
+
+
+@pytest.fixture
+def service(tmp_path):
+    cache, folder, catalog = _cached_model(tmp_path)
     procs = []
     try:
         standin, catalog_url = _start([sys.executable, str(HERE / "foundry" / "catalog_standin.py"), str(catalog)],
@@ -84,15 +90,7 @@ def test_an_alias_is_measured_on_the_real_service_started_without_preloading(ser
 
 def test_without_a_url_bench_starts_the_service_through_the_sdk(tmp_path):
     pytest.importorskip("foundry_local_sdk", reason="pip install -e '.[foundry]' (Python 3.11+)")
-    sys.path.insert(0, str(HERE / "foundry"))
-    from catalog_standin import entry
-
-    cache = tmp_path / "cache"
-    folder = cache / "HuggingFaceTB" / "smollm2-135m-instruct-generic-cpu-1"
-    shutil.copytree(MODEL_DIR, folder)
-    (folder / "inference_model.json").write_text(json.dumps({"Name": ID}))
-    catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps({"totalCount": 1, "value": [entry(ALIAS, ID, "HuggingFaceTB", 90_000_000)]}))
+    cache, _, catalog = _cached_model(tmp_path)
     standin, catalog_url = _start([sys.executable, str(HERE / "foundry" / "catalog_standin.py"), str(catalog)], tmp_path)
     try:
         (tmp_path / "bench.yaml").write_text(
