@@ -30,6 +30,7 @@ from bench.report import format as textfmt
 from bench.results import metrics, stats, store
 from bench.results.journal import RunWriter
 from bench.results.schema import ModelInfo, Run, Sample
+from bench.runtimes.base import size_text
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False)
@@ -118,6 +119,9 @@ class ProgressReporter:
         if self.enabled and info.status != "ok":
             self.progress.console.print(Text(f"{key}: {info.status}: {info.reason}", style="yellow"))
 
+    def note(self, text: str) -> None:
+        (self.progress.console if self.enabled else err).print(Text(text))
+
     def sample(self, sample: Sample) -> None:
         if self.enabled and self.task is not None:
             self.progress.update(self.task, advance=1, description=Text(f"{sample.model} · {sample.prompt_id}").plain)
@@ -152,11 +156,13 @@ def _sigterm_as_interrupt() -> None:
 @click.option("--prompt-cache", type=click.Choice(["cold", "warm"]),
               help="cold (default): no measured prompt reuses a cached prefill; warm: measure the cached case.")
 @click.option("--resume", "resume", metavar="RUN_ID", help="Run only the missing cells of an earlier run.")
+@click.option("--download", is_flag=True,
+              help="Download models the runtime lists but has not got (Foundry Local started by bench). Never without it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def collect(config_path: Path | None, endpoint: str | None, models: str | None, prompts: Path | None,
             rounds: int | None, warmup: int | None, max_tokens: int | None, timeout: float | None,
             stall_timeout: float | None, results_dir: Path | None, no_stream: bool | None,
-            prompt_cache: str | None, resume: str | None, quiet: bool) -> None:
+            prompt_cache: str | None, resume: str | None, download: bool, quiet: bool) -> None:
     """Run the model x prompt matrix and write results/<run-id>.json."""
     env = os.environ
     if resume:
@@ -180,7 +186,7 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
     _sigterm_as_interrupt()
     show_progress = not quiet and err.is_terminal
     with ProgressReporter(err, show_progress) as reporter:
-        outcome = runner.collect(plan, writer, env=env, reporter=reporter)
+        outcome = runner.collect(plan, writer, env=env, reporter=reporter, download=download)
     run = outcome.run
     if not quiet:
         out.print(summary_table(run))
@@ -189,6 +195,13 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
         err.print(Text("failures:", style="bold yellow"))
         for line in problems:
             err.print(Text("  ") + line)
+    missing = {k: i.extra["not_downloaded"].get("size_bytes") for k, i in run.models.items()
+               if i.status == "skipped" and isinstance(i.extra.get("not_downloaded"), dict)}
+    if missing:
+        total = sum(v for v in missing.values() if isinstance(v, int))
+        known = "" if all(isinstance(v, int) for v in missing.values()) else " and more: some sizes are not reported"
+        err.print(Text(f"not downloaded: {', '.join(missing)} ({size_text(total or None)}{known}); "
+                       "see each model's line above for how to get it", style="yellow"))
     err.print(Text(f"wrote {outcome.path} ({run.status})"))
     _render_after_collect(outcome.path.parent, quiet)
     if not any(s.ok for s in run.samples if not s.warmup):

@@ -8,6 +8,8 @@ import os
 
 import pytest
 
+from bench.config import resolve
+from bench.measure import runner
 from bench.results import store
 from tests.conftest import Script, collect
 
@@ -38,7 +40,7 @@ def foundry(server, tmp_path):
             return 200, {"status": "loaded"}
         return answer
 
-    server.routes[("GET", f"/models/load/{ALIAS}")] = load(ALIAS)
+    server.routes[("GET", f"/models/load/{ALIAS}")] = server.loader = load(ALIAS)
     server.routes[("GET", f"/models/load/{ID}")] = load(ID)
     server.routes[("GET", f"/v1/models/{ID}")] = (200, {"id": ID, "object": "model", "owned_by": "HuggingFaceTB",
                                                         "created": 0})
@@ -105,14 +107,90 @@ def test_two_variants_of_an_alias_resolve_only_when_one_is_loaded(foundry):
     assert out.run.models[ALIAS].status == "ok" and out.run.models[ALIAS].resolved_id == gpu
 
 
+NOT_CACHED = (400, {"error": {"message": "Model not cached: Model must be downloaded before loading"}})
+
+
 def test_a_model_that_is_not_downloaded_is_never_downloaded_and_says_how(foundry):
     # What 2.2.1's service answers for a catalog model that is not in its cache.
-    foundry.routes[("GET", f"/models/load/{ALIAS}")] = (400, {"error": {
-        "message": "Model not cached: Model must be downloaded before loading"}})
+    foundry.routes[("GET", f"/models/load/{ALIAS}")] = NOT_CACHED
     out = collect(foundry, ALIAS, rounds=1, warmup=0)
     info = out.run.models[ALIAS]
-    assert info.status == "failed" and "not downloaded" in info.reason
-    assert f"foundry model download {ALIAS}" in info.reason and "never downloads" in info.reason
+    assert info.status == "skipped" and "is not downloaded (size not reported by Foundry Local's web service)" \
+        in info.reason
+    assert f"foundry model download {ALIAS}" in info.reason and "downloads models only when asked" in info.reason
+    assert info.extra["not_downloaded"] == {"size_bytes": None}
+    assert not [r for r in foundry.requests if r["path"].startswith("/v1/chat")]
+
+
+def test_a_service_bench_found_is_never_downloaded_into_even_with_the_flag(foundry, tmp_path):
+    foundry.routes[("GET", f"/models/load/{ALIAS}")] = NOT_CACHED
+    plan, writer = runner.prepare(resolve(None, env={}, endpoint=foundry.url, models=ALIAS, rounds=1, warmup=0,
+                                          results_dir=tmp_path))
+    info = runner.collect(plan, writer, env={}, sleep=lambda s: None, download=True).run.models[ALIAS]
+    assert info.status == "skipped" and "bench downloads only into a Foundry Local it started" in info.reason
+
+
+def _started_by_bench(foundry, monkeypatch, catalog, download=None):
+    from bench.runtimes import foundry as foundry_runtime
+    from bench.runtimes.base import OwnServer
+
+    monkeypatch.setattr(foundry_runtime.FoundryLocal, "own_server", classmethod(lambda cls, options: OwnServer(
+        foundry.url, f"started by bench through foundry-local-sdk at {foundry.url}", catalog=catalog.__getitem__,
+        download=download)))
+
+
+def test_a_missing_model_is_downloaded_only_with_the_flag_and_the_download_is_timed(foundry, tmp_path, monkeypatch):
+    foundry.routes[("GET", f"/models/load/{ALIAS}")] = NOT_CACHED
+    downloads = []
+
+    def download(model_id, progress):
+        downloads.append(model_id)
+        for p in (0.0, 50.0, 100.0):
+            progress(p)
+        del foundry.routes[("GET", f"/models/load/{ALIAS}")]  # now in the cache: the fixture's loader answers
+        foundry.routes[("GET", f"/models/load/{ALIAS}")] = foundry.loader
+
+    _started_by_bench(foundry, monkeypatch, {ID: {"catalog_size_mb": 86}}, download)
+    (tmp_path / "bench.yaml").write_text(f"endpoints:\n  - {{name: fl, runtime: foundry}}\nmodels: [{{name: {ALIAS}}}]\n")
+    plan, writer = runner.prepare(resolve(tmp_path / "bench.yaml", env={}, rounds=1, warmup=0))
+    info = runner.collect(plan, writer, env={}, sleep=lambda s: None).run.models[ALIAS]
+    assert info.status == "skipped" and downloads == []
+    assert "is not downloaded (90 MB per Foundry Local's catalog)" in info.reason
+    assert "bench collect --download downloads it" in info.reason
+
+    notes = []
+
+    class Notes:
+        def start(self, run, total): pass
+        def model(self, key, info): pass
+        def sample(self, sample): pass
+        def note(self, text): notes.append(text)
+
+    plan, writer = runner.prepare(resolve(tmp_path / "bench.yaml", env={}, rounds=1, warmup=0))
+    info = runner.collect(plan, writer, env={}, sleep=lambda s: None, download=True, reporter=Notes()).run.models[ALIAS]
+    assert downloads == [ID] and info.status == "ok" and info.extra["load_s"] >= 0
+    assert info.extra["download"]["seconds"] >= 0 and info.extra["download"]["size_bytes"] == 86 * 1_048_576
+    assert notes == [f"{ALIAS}: downloading {ID} (90 MB)", f"{ALIAS}: 0% downloaded", f"{ALIAS}: 50% downloaded",
+                     f"{ALIAS}: 100% downloaded"]
+
+
+def test_a_failed_download_fails_that_model_in_one_line_and_the_others_run(foundry, tmp_path, monkeypatch):
+    from bench.errors import BenchError
+
+    foundry.routes[("GET", f"/models/load/{ALIAS}")] = NOT_CACHED
+
+    def download(model_id, progress):
+        raise BenchError(f"Foundry Local could not download {model_id}: no network")
+
+    _started_by_bench(foundry, monkeypatch, {ID: {}}, download)
+    foundry.set_model("other", Script())
+    (tmp_path / "bench.yaml").write_text(
+        f"endpoints:\n  - {{name: fl, runtime: foundry}}\n  - {{name: o, base_url: '{foundry.url}', runtime: openai-compatible}}\n"
+        f"models:\n  - {{name: {ALIAS}, endpoint: fl}}\n  - {{name: other, endpoint: o}}\n")
+    plan, writer = runner.prepare(resolve(tmp_path / "bench.yaml", env={}, rounds=1, warmup=0))
+    run = runner.collect(plan, writer, env={}, sleep=lambda s: None, download=True).run
+    assert run.models[ALIAS].status == "failed" and "could not download" in run.models[ALIAS].reason
+    assert "no network" in run.models[ALIAS].reason and run.models["other"].status == "ok"
 
 
 def test_bench_models_shows_runtime_loadability_and_what_is_not_known(foundry):
@@ -128,6 +206,8 @@ def test_bench_models_shows_runtime_loadability_and_what_is_not_known(foundry):
     assert "server memory now " in smol.detail  # the service's process tree (here: the test process)
     phi = next(r for r in rows if r.model == "phi-4-mini")
     assert not phi.ok and "does not serve 'phi-4-mini'" in phi.detail
+    again = next(r for r in checklist(plan, env={}, timeout_s=10) if r.model == ALIAS)
+    assert again.ok and again.detail.startswith("already loaded, answered in ")
 
 
 def test_an_endpoint_without_url_finds_the_running_service(foundry, tmp_path, monkeypatch):
@@ -163,6 +243,7 @@ def test_without_a_service_or_the_sdk_the_models_fail_with_how_to_fix_it(server,
     plan, writer = runner.prepare(resolve(tmp_path / "bench.yaml", env={}, rounds=1, warmup=0))
     out = runner.collect(plan, writer, env={}, sleep=lambda s: None)
     assert out.run.models["phi-4-mini"].status == "failed"
+    assert "no Foundry Local service is running" in out.run.models["phi-4-mini"].reason
     assert "pip install -e '.[foundry]'" in out.run.models["phi-4-mini"].reason
     assert out.run.models["m"].status == "ok"  # the other endpoint still runs
 
@@ -203,3 +284,30 @@ def test_a_service_bench_started_adds_what_the_sdk_catalog_knows(foundry, tmp_pa
     assert info.status == "ok" and info.license == "apache-2.0"
     assert info.extra["execution_provider"] == "CPUExecutionProvider" and info.extra["catalog_size_mb"] == 86
     assert "license" not in info.extra["unknown"] and "runtime_version" in info.extra["unknown"]
+
+
+def test_bench_models_says_a_listed_model_is_not_downloaded(foundry):
+    from bench.measure.probe import checklist
+
+    foundry.routes[("GET", f"/models/load/{ALIAS}")] = NOT_CACHED
+    rows = checklist(resolve(None, env={}, endpoint=foundry.url, models=ALIAS, require_endpoint=False), env={},
+                     timeout_s=10)
+    smol = next(r for r in rows if r.model == ALIAS)
+    assert not smol.ok and smol.detail.startswith(f"listed as {ID}, not loaded: {ALIAS} is not downloaded")
+
+
+def test_the_sdk_download_error_loses_its_cpp_source_location():
+    from bench.runtimes.foundry import _native_message
+
+    # as foundry-local-sdk 2.2.1 raised it offline
+    raw = ("region_fallback.cc:211 fl::FallbackResult fl::RegionFallback::Execute(const std::string&, const "
+           "AttemptFn&) region fallback exhausted all 7 candidate region(s): centralus(transport failure)")
+    assert _native_message(raw) == "region fallback exhausted all 7 candidate region(s): centralus(transport failure)"
+    assert _native_message("Model not found (x)") == "Model not found (x)"
+
+
+def test_on_python_before_3_11_the_hint_says_the_sdk_needs_a_newer_python():
+    from bench.runtimes.foundry import sdk_hint
+
+    assert "needs Python 3.11+, this is Python 3.10" in sdk_hint((3, 10))
+    assert "needs Python" not in sdk_hint((3, 12)) and "--endpoint" in sdk_hint((3, 12))

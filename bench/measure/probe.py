@@ -9,6 +9,7 @@ from bench.config import Generation, Plan
 from bench.errors import BenchError
 from bench.measure.client import measure_plain
 from bench.measure.targets import Target, model_facts, open_target, unknown_model_reason
+from bench.runtimes.base import NotDownloaded
 
 PROBE_PROMPT = [{"role": "user", "content": "Reply with the single word OK."}]
 
@@ -55,9 +56,12 @@ def _check_model(target: Target, name: str, key: str, gen: Generation, timeout_s
     as_id = f" as {served}" if served != name else ""
     try:
         load_s = target.runtime.ensure_loaded(served)
+    except NotDownloaded as e:
+        return CheckRow(False, info.name, key, f"listed{as_id}, not loaded: {e}")
     except BenchError as e:
         return CheckRow(False, info.name, key, f"served{as_id}, but not loadable: {e}")
-    loaded = f"loaded in {load_s:.2f} s, " if load_s is not None else ""
+    loaded = (f"loaded in {load_s:.2f} s, " if load_s is not None else
+              "already loaded, " if served in (target.runtime.loaded() or []) else "")
     r = measure_plain(target.client, served, PROBE_PROMPT, gen, timeout_s)
     if r.error:
         return CheckRow(False, info.name, key, f"{loaded}{r.error}: {r.detail}")
@@ -76,6 +80,8 @@ def _memory_text(target: Target) -> str:
 def _facts_text(facts: dict) -> str:
     """What the runtime knows about the model's footprint, and what it cannot tell."""
     parts = []
+    if isinstance(facts.get("license"), str):
+        parts.append(f"license {facts['license']}")
     if isinstance(facts.get("disk_bytes"), int):
         parts.append(f"disk {facts['disk_bytes'] / 1e6:.0f} MB")
     unknown = facts.get("unknown")

@@ -34,6 +34,7 @@ from bench.results.store import (
     workload,
 )
 from bench.runtimes import embedded
+from bench.runtimes.base import NotDownloaded, size_text
 from bench.runtimes.builtin import builtin_facts
 
 # Warmup uses its own prompt: a server that caches the last prompt (llama.cpp does) would
@@ -51,6 +52,7 @@ class Reporter(Protocol):
     def start(self, run: Run, total: int) -> None: ...
     def model(self, key: str, info: ModelInfo) -> None: ...
     def sample(self, sample: Sample) -> None: ...
+    def note(self, text: str) -> None: ...
 
 
 class _Silent:
@@ -61,6 +63,9 @@ class _Silent:
         pass
 
     def sample(self, sample: Sample) -> None:
+        pass
+
+    def note(self, text: str) -> None:
         pass
 
 
@@ -157,11 +162,13 @@ def collect(
     reporter: Reporter | None = None,
     sleep: Callable[[float], None] = time.sleep,
     backoff_s: float = 1.0,
+    download: bool = False,
 ) -> Outcome:
-    """Run every missing cell of ``writer.run``; journal each request; never lose a sample."""
+    """Run every missing cell of ``writer.run``; journal each request; never lose a sample.
+    ``download``: a runtime may download a model it has not got (never without being told)."""
     try:
         _collect(plan, writer, env=os.environ if env is None else env, reporter=reporter or _Silent(),
-                 sleep=sleep, backoff_s=backoff_s)
+                 sleep=sleep, backoff_s=backoff_s, download=download)
     except KeyboardInterrupt:
         run = writer.run
         run.status, run.ended_at = "interrupted", utcnow()
@@ -181,7 +188,7 @@ def collect(
 
 
 def _collect(plan: Plan, writer: RunWriter, *, env: Mapping[str, str], reporter: Reporter,
-             sleep: Callable[[float], None], backoff_s: float) -> None:
+             sleep: Callable[[float], None], backoff_s: float, download: bool) -> None:
     run = writer.run
     scenario = scenarios.get(plan.scenario)
     done = _final_cells(run)
@@ -197,7 +204,7 @@ def _collect(plan: Plan, writer: RunWriter, *, env: Mapping[str, str], reporter:
         writer.save()
         reporter.start(run, total)
         for m in plan.models:
-            job = _Job(plan, writer, m, todo[m.key], scenario, opts, reporter, sleep)
+            job = _Job(plan, writer, m, todo[m.key], scenario, opts, reporter, sleep, download)
             if job.cells:
                 _run_one(job, targets, unavailable, model_paths, env)
     finally:
@@ -253,6 +260,7 @@ class _Job:
     opts: RequestOptions
     reporter: Reporter
     sleep: Callable[[float], None]
+    download: bool = False  # may a runtime download a model it has not got?
 
     @property
     def info(self) -> ModelInfo:
@@ -337,10 +345,22 @@ class _ModelRun:
 SERVER_GONE_ERRORS = {"connection", "truncated", "stall", "timeout"}
 
 
-def _load(target: Target, served: str, info: ModelInfo) -> str | None:
-    """Have the runtime load the model (timed) and tell its facts; why not, if it cannot."""
+def _load(target: Target, served: str, job: _Job) -> str | None:
+    """Have the runtime load the model (timed; downloaded first when it is missing and the user
+    said --download) and tell its facts; why not, if it cannot."""
+    info = job.info
     try:
-        load_s = target.runtime.ensure_loaded(served)
+        try:
+            load_s = target.runtime.ensure_loaded(served)
+        except NotDownloaded as e:
+            if not (job.download and e.can_download):
+                info.extra["not_downloaded"] = {"size_bytes": e.size_bytes}
+                return str(e)
+            try:
+                _download(target, served, e, job)
+            except BenchError as d:
+                return str(d)
+            load_s = target.runtime.ensure_loaded(served)
     except BenchError as e:
         return f"the runtime could not load '{served}': {e}"
     facts = model_facts(target, served)
@@ -351,6 +371,21 @@ def _load(target: Target, served: str, info: ModelInfo) -> str | None:
     if load_s is not None:
         info.extra["load_s"] = load_s
     return None
+
+
+def _download(target: Target, served: str, missing: NotDownloaded, job: _Job) -> None:
+    """Download a missing model (the user said --download); the time it took goes in the run."""
+    job.reporter.note(f"{job.m.key}: downloading {served} ({size_text(missing.size_bytes)})")
+    shown = [-10.0]
+
+    def progress(percent: float) -> None:
+        if percent - shown[0] >= 10 or percent >= 100 > shown[0]:
+            shown[0] = percent
+            job.reporter.note(f"{job.m.key}: {percent:.0f}% downloaded")
+
+    t0 = time.perf_counter()
+    target.runtime.download(served, progress)
+    job.info.extra["download"] = {"seconds": time.perf_counter() - t0, "size_bytes": missing.size_bytes}
 
 
 def _run_model(job: _Job, target: Target) -> None:
@@ -365,9 +400,9 @@ def _run_model(job: _Job, target: Target) -> None:
     served = target.runtime.served_id(job.m.name, target.probe.models) or job.m.name
     if served != job.m.name:
         info.resolved_id = served
-    why = _load(target, served, info)
+    why = _load(target, served, job)
     if why:
-        info.status, info.reason = "failed", why
+        info.status, info.reason = "skipped" if "not_downloaded" in info.extra else "failed", why
         writer.save()
         return
     mr = _ModelRun(job, target, served)

@@ -16,6 +16,7 @@ from typing import Any, Callable, ClassVar, Iterator
 
 import psutil
 
+from bench.errors import BenchError
 from bench.runtimes.http import Connection, HTTPFailure
 from bench.runtimes.process import MemorySampler
 from bench.util.bounded import excerpt
@@ -52,6 +53,24 @@ class OwnServer:
     how: str  # "found at ..." / "started by bench via ..."
     stop: Callable[[], None] = lambda: None
     catalog: Callable[[str], dict[str, Any]] | None = None  # model id -> what the runtime's own catalog says
+    download: Callable[[str, Callable[[float], None]], None] | None = None  # model id, progress in % -> cached
+
+
+class NotDownloaded(BenchError):
+    """The server would serve this model once it is downloaded. Models are gigabytes: bench
+    downloads one only when told to (``bench collect --download``), and says how large it is."""
+
+    def __init__(self, model: str, size_bytes: int | None, size_source: str, can_download: bool, how: str):
+        self.model, self.size_bytes, self.can_download = model, size_bytes, can_download
+        size = f"{size_text(size_bytes)} per {size_source}" if size_bytes else f"size not reported by {size_source}"
+        todo = "bench collect --download downloads it" if can_download else how
+        super().__init__(f"{model} is not downloaded ({size}); bench downloads models only when asked: {todo}")
+
+
+def size_text(n: int | None) -> str:
+    if not n:
+        return "size unknown"
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
 @contextlib.contextmanager
@@ -124,9 +143,19 @@ class Runtime:
             return name
         return None
 
-    def ensure_loaded(self, model_id: str) -> float | None:
-        """Load the model if the server needs that before inference; seconds it took, or None."""
+    def loaded(self) -> list[str] | None:
+        """The ids the server has loaded now (None: it does not say, or has no such notion)."""
         return None
+
+    def ensure_loaded(self, model_id: str) -> float | None:
+        """Load the model if the server needs that before inference; seconds it took, or None.
+        Raises NotDownloaded for a model the server knows but has not downloaded."""
+        return None
+
+    def download(self, model_id: str, progress: Callable[[float], None]) -> None:
+        """Download a model ensure_loaded said was not downloaded (``progress`` gets percent done)."""
+        raise BenchError(f"bench cannot download models for {self.label or self.name or 'this server'}: "
+                         "download it with the server's own tool, then run again")
 
     # -- facts
     def count_tokens(self, model_id: str, text: str) -> int | None:

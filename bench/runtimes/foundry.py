@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,7 +32,7 @@ from urllib.request import Request, urlopen
 import psutil
 
 from bench.errors import BenchError, ConfigError
-from bench.runtimes.base import MemoryReading, OwnServer, Runtime, watch_process
+from bench.runtimes.base import MemoryReading, NotDownloaded, OwnServer, Runtime, watch_process
 from bench.runtimes.builtin import RuntimeMissing
 from bench.runtimes.http import Connection, HTTPFailure
 from bench.util.bounded import excerpt
@@ -44,8 +46,15 @@ NOT_REPORTED = "not reported by Foundry Local's web service"
 
 
 START_OPTIONS = ("catalog_url", "model_cache_dir")
-SDK_HINT = ("Foundry Local's SDK is not installed: pip install -e '.[foundry]' (Python 3.11+), or start Foundry "
-            "Local yourself and pass its URL with --endpoint")
+def sdk_hint(version: tuple[int, ...] = tuple(sys.version_info[:2])) -> str:
+    """Why bench cannot start Foundry Local here, and what to do instead."""
+    fallback = "or start Foundry Local yourself and pass its URL with --endpoint"
+    if version < (3, 11):
+        return (f"no Foundry Local service is running, and foundry-local-sdk (which bench would start it with) "
+                f"needs Python 3.11+, this is Python {'.'.join(map(str, version))}: run bench from a Python 3.11+ "
+                f"virtual environment with pip install -e '.[foundry]', {fallback}")
+    return (f"no Foundry Local service is running, and foundry-local-sdk is not installed to start one: "
+            f"pip install -e '.[foundry]', {fallback}")
 
 
 class FoundryLocal(Runtime):
@@ -67,7 +76,7 @@ class FoundryLocal(Runtime):
         try:
             from foundry_local_sdk import Configuration, FoundryLocalManager
         except ImportError:
-            raise RuntimeMissing(SDK_HINT) from None
+            raise RuntimeMissing(sdk_hint()) from None
         config = Configuration(app_name="bench", web=Configuration.WebService(urls="http://127.0.0.1:0"),
                                model_cache_dir=options.get("model_cache_dir"),
                                catalog_urls=[(options["catalog_url"], None)] if options.get("catalog_url") else None)
@@ -75,7 +84,8 @@ class FoundryLocal(Runtime):
         manager.start_web_service()
         url = manager.urls[0].rstrip("/") + "/v1"
         return OwnServer(url, f"started by bench through foundry-local-sdk at {url}", manager.stop_web_service,
-                         catalog=lambda model_id: _sdk_facts(manager, model_id))
+                         catalog=lambda model_id: _sdk_facts(manager, model_id),
+                         download=lambda model_id, progress: _sdk_download(manager, model_id, progress))
 
     def __init__(self, conn: Connection | None):
         super().__init__(conn)
@@ -144,15 +154,37 @@ class FoundryLocal(Runtime):
         if answer.status != 200:
             message = _message(answer.data)
             if "not cached" in str(message).lower() or "must be downloaded" in str(message).lower():
-                raise BenchError(f"{alias or model_id} is not downloaded, and bench never downloads models (they are "
-                                 f"gigabytes): download it with Foundry Local first (foundry model download "
-                                 f"{alias or model_id}, or the SDK's model.download()), then run again")
+                raise self._not_downloaded(model_id, alias or model_id)
             raise BenchError(f"Foundry Local answered HTTP {answer.status}: {excerpt(message)}")
         loaded = self.loaded()
         if model_id not in loaded:
             raise BenchError(f"Foundry Local loaded {', '.join(loaded) or 'nothing'} for '{alias or model_id}', "
                              f"not {model_id}")
         return elapsed
+
+    def _not_downloaded(self, model_id: str, name: str) -> NotDownloaded:
+        """A model the service lists but has not downloaded: its size from the SDK's catalog when
+        bench started the service; downloadable by bench only into a service bench started."""
+        size_mb = self._catalog(model_id).get("catalog_size_mb")
+        size = size_mb * 1_048_576 if isinstance(size_mb, int) and size_mb > 0 else None
+        ours = self.own is not None and self.own.download is not None
+        return NotDownloaded(name, size, "Foundry Local's catalog" if size else "Foundry Local's web service", ours,
+                             f"download it with Foundry Local (foundry model download {name}; `foundry model list` "
+                             "shows its size), then run again (bench downloads only into a Foundry Local it started)")
+
+    def download(self, model_id: str, progress: Any) -> None:
+        if self.own is None or self.own.download is None:
+            raise self._not_downloaded(model_id, self._aliases.get(model_id, model_id))
+        self.own.download(model_id, progress)
+
+    def _catalog(self, model_id: str) -> dict[str, Any]:
+        """What the SDK's catalog says (only for a service bench started through the SDK)."""
+        if self.own is None or self.own.catalog is None:
+            return {}
+        try:
+            return dict(self.own.catalog(model_id))
+        except Exception:  # noqa: BLE001 - a catalog fact is a nicety, never a failure
+            return {}
 
     def _load(self, name: str) -> Any:
         try:
@@ -166,11 +198,9 @@ class FoundryLocal(Runtime):
         facts: dict[str, Any] = {"variant": model_id[:MAX_FACT_CHARS]}
         unknown = {"license": f"{NOT_REPORTED}: set license: for the model in bench.yaml",
                    "runtime_version": NOT_REPORTED}
-        if self.own is not None and self.own.catalog is not None:  # bench started it: the SDK's catalog knows more
-            with contextlib.suppress(Exception):  # noqa: BLE001 - a catalog fact is a nicety, never a failure
-                facts.update(self.own.catalog(model_id))
-            if "license" in facts:
-                unknown.pop("license")
+        facts.update(self._catalog(model_id))  # bench started it: the SDK's catalog knows more
+        if "license" in facts:
+            unknown.pop("license")
         described = self._describe(model_id)
         if isinstance(described.get("owned_by"), str) and described["owned_by"]:
             facts["publisher"] = described["owned_by"][:MAX_FACT_CHARS]
@@ -243,6 +273,24 @@ def _sdk_facts(manager: Any, model_id: str) -> dict[str, Any]:
         if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
             facts[key] = value[:MAX_FACT_CHARS] if isinstance(value, str) else value
     return facts
+
+
+def _sdk_download(manager: Any, model_id: str, progress: Any) -> None:
+    """Download a model variant into the cache of the service bench started (SDK in-process)."""
+    model = manager.catalog.get_model_variant(model_id)
+    if model is None:
+        raise BenchError(f"{model_id} is not in Foundry Local's catalog, so it cannot be downloaded")
+    try:
+        model.download(progress_callback=progress)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001 - the SDK raises its own kinds; the user gets one line
+        raise BenchError(f"Foundry Local could not download {model_id}: {excerpt(_native_message(str(e)))}") from None
+
+
+def _native_message(text: str) -> str:
+    """The SDK's native error without its C++ source location and function signature."""
+    return re.sub(r"^[\w./-]+\.(?:cc|cpp|h|hpp):\d+\s+(?:[^()]*\([^()]*\)\s+)?", "", text)
 
 
 def _is_status(body: bytes) -> bool:

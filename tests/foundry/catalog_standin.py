@@ -12,14 +12,16 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def entry(alias: str, model_id: str, publisher: str, size: int) -> dict:
-    """One catalog entry for a CPU ONNX variant (fields as the SDK's catalog parser reads them)."""
+def entry(alias: str, model_id: str, publisher: str, size: int, license_: str = "apache-2.0") -> dict:
+    """One catalog entry for a CPU ONNX variant (fields as the SDK's catalog parser reads them: the
+    license is read from systemCatalogData, the size from fileSizeBytes, reported in MiB)."""
     name, _, version = model_id.partition(":")
     return {
         "assetId": f"azureml://registries/azureml/models/{name}/versions/{version}",
         "entityId": model_id,
         "annotations": {"tags": {"alias": alias, "foundryLocal": "", "task": "chat-completion"},
-                        "systemCatalogData": {"publisher": publisher, "displayName": alias}},
+                        "systemCatalogData": {"publisher": publisher, "displayName": alias, "license": license_,
+                                             "licenseDescription": f"{license_} (stand-in catalog)"}},
         "properties": {"name": name, "version": int(version),
                        "variantInfo": {"parents": [], "variantMetadata": {
                            "modelType": "ONNX", "device": "cpu", "executionProvider": "CPUExecutionProvider",
