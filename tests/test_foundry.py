@@ -311,3 +311,17 @@ def test_on_python_before_3_11_the_hint_says_the_sdk_needs_a_newer_python():
 
     assert "needs Python 3.11+, this is Python 3.10" in sdk_hint((3, 10))
     assert "needs Python" not in sdk_hint((3, 12)) and "--endpoint" in sdk_hint((3, 12))
+
+
+def test_the_version_is_read_from_the_sdk_the_service_process_loaded(tmp_path):
+    from bench.runtimes.foundry import sdk_version_from_paths
+
+    site = tmp_path / "site-packages"
+    lib = site / "foundry_local_sdk" / "_native" / "linux-x64" / "libfoundry_local.so"
+    lib.parent.mkdir(parents=True)
+    lib.write_bytes(b"")
+    (site / "foundry_local_sdk-2.2.1.dist-info").mkdir()
+    assert sdk_version_from_paths(["/usr/lib/libc.so.6", str(lib)]) == "foundry-local-sdk 2.2.1"
+    assert sdk_version_from_paths(["/usr/lib/libc.so.6"]) is None
+    (site / "foundry_local_sdk-2.2.1.dist-info").rename(site / "foundry_local_sdk-$(rm -rf x).dist-info")
+    assert sdk_version_from_paths([str(lib)]) is None  # a planted folder name is not a version

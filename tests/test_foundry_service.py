@@ -86,11 +86,14 @@ def test_an_alias_is_measured_on_the_real_service_started_without_preloading(ser
     [path] = (tmp_path / "results").glob("*.json")
     run = store.load_run(path)
     assert run.endpoints[0].runtime == "foundry"
+    # the web service reports no version: it is read from the SDK library its process loaded
+    assert run.endpoints[0].runtime_version and run.endpoints[0].runtime_version.startswith("foundry-local-sdk 2.")
     info = run.models[ALIAS]
     assert info.status == "ok" and info.runtime == "foundry" and info.resolved_id == ID
     assert info.extra["load_s"] > 0 and info.extra["variant"] == ID and info.extra["publisher"] == "HuggingFaceTB"
     assert info.extra["disk_bytes"] == sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     assert info.extra["peak_rss_bytes"] > 0 and "license" in info.extra["unknown"]
+    assert "runtime_version" not in info.extra["unknown"]
     assert sum(1 for s in run.samples if s.ok and not s.warmup) == len(run.workload.prompts)
 
 
@@ -122,6 +125,7 @@ def test_without_a_url_bench_starts_the_service_through_the_sdk(tmp_path):
     assert run2.models[ALIAS].status == "ok"
     [path] = (tmp_path / "results0").glob("*.json")
     info = store.load_run(path).models[ALIAS]
+    assert store.load_run(path).endpoints[0].runtime_version.startswith("foundry-local-sdk 2.")
     assert info.status == "ok" and info.resolved_id == ID and info.extra["load_s"] > 0
     assert info.extra["server"].startswith("started by bench through foundry-local-sdk at http://127.0.0.1:")
     # bench started it, so the SDK's catalog tells what the web service does not

@@ -54,6 +54,7 @@ class OwnServer:
     stop: Callable[[], None] = lambda: None
     catalog: Callable[[str], dict[str, Any]] | None = None  # model id -> what the runtime's own catalog says
     download: Callable[[str, Callable[[float], None]], None] | None = None  # model id, progress in % -> cached
+    version: str | None = None  # what bench started, when it knows
 
 
 class NotDownloaded(BenchError):

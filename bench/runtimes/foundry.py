@@ -13,7 +13,9 @@ SmolLM2 offline from a local catalog):
   before inference", so bench loads it first and times that.
 
 Its port is chosen at start: never assume 5272/5273. Its web service reports no version and no
-license: those are recorded as unknown, with the reason, never guessed.
+license. bench takes the version from the SDK it started, or from the SDK library the local
+service's process has loaded; the license from the SDK's catalog when bench started the service.
+Otherwise both are recorded as unknown, with the reason, never guessed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import os
 import re
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote, urlsplit
@@ -39,6 +42,7 @@ from bench.util.bounded import excerpt
 
 LOAD_TIMEOUT_S = 1800.0  # loading a multi-GB model from disk can take minutes
 MAX_FACT_CHARS = 200
+MAX_MAPS = 5_000  # mapped files of the service's process looked at
 MAX_SCAN_DIRS = 2_000  # model folders looked at under the cache
 MAX_DISK_FILES = 10_000
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -83,9 +87,13 @@ class FoundryLocal(Runtime):
         manager = FoundryLocalManager.instance or FoundryLocalManager(config)
         manager.start_web_service()
         url = manager.urls[0].rstrip("/") + "/v1"
+        version = None
+        with contextlib.suppress(Exception):  # noqa: BLE001 - a version is a nicety
+            version = f"foundry-local-sdk {metadata.version('foundry-local-sdk')}"
         return OwnServer(url, f"started by bench through foundry-local-sdk at {url}", manager.stop_web_service,
                          catalog=lambda model_id: _sdk_facts(manager, model_id),
-                         download=lambda model_id, progress: _sdk_download(manager, model_id, progress))
+                         download=lambda model_id, progress: _sdk_download(manager, model_id, progress),
+                         version=version)
 
     def __init__(self, conn: Connection | None):
         super().__init__(conn)
@@ -98,6 +106,20 @@ class FoundryLocal(Runtime):
         return isinstance(data, dict) and isinstance(data.get("modelCachePath"), str) and "endpoints" in data
 
     # -- what the service says about itself
+    def version(self) -> str | None:
+        """Not reported by the web service: the SDK version bench started, or the version of the
+        foundry-local-sdk the local service's process has loaded (its library's install folder)."""
+        if self.own is not None and self.own.version:
+            return self.own.version
+        pid = self._pid()
+        if pid is None:
+            return None
+        try:
+            paths = [m.path for m in psutil.Process(pid).memory_maps(grouped=True)][:MAX_MAPS]
+        except (psutil.Error, OSError):
+            return None
+        return sdk_version_from_paths(paths)
+
     def status(self) -> dict[str, Any]:
         if self._status is None and self.conn is not None:
             try:
@@ -196,8 +218,9 @@ class FoundryLocal(Runtime):
     # -- facts
     def model_facts(self, model_id: str) -> dict[str, Any]:
         facts: dict[str, Any] = {"variant": model_id[:MAX_FACT_CHARS]}
-        unknown = {"license": f"{NOT_REPORTED}: set license: for the model in bench.yaml",
-                   "runtime_version": NOT_REPORTED}
+        unknown = {"license": f"{NOT_REPORTED}: set license: for the model in bench.yaml"}
+        if not self.version():
+            unknown["runtime_version"] = NOT_REPORTED
         facts.update(self._catalog(model_id))  # bench started it: the SDK's catalog knows more
         if "license" in facts:
             unknown.pop("license")
@@ -273,6 +296,21 @@ def _sdk_facts(manager: Any, model_id: str) -> dict[str, Any]:
         if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
             facts[key] = value[:MAX_FACT_CHARS] if isinstance(value, str) else value
     return facts
+
+
+def sdk_version_from_paths(paths: list[str]) -> str | None:
+    """"foundry-local-sdk X.Y.Z" from the files a process has mapped: the SDK's native library
+    lives in site-packages/foundry_local_sdk/, beside the foundry_local_sdk-X.Y.Z.dist-info folder."""
+    for path in paths:
+        head, sep, _ = path.partition("/foundry_local_sdk/")
+        if not sep:
+            continue
+        with contextlib.suppress(OSError):
+            for info in sorted(Path(head).glob("foundry_local_sdk-*.dist-info"))[:1]:
+                version = info.name[len("foundry_local_sdk-"):-len(".dist-info")]
+                if re.fullmatch(r"[0-9][0-9A-Za-z.+-]{0,40}", version):
+                    return f"foundry-local-sdk {version}"
+    return None
 
 
 def _sdk_download(manager: Any, model_id: str, progress: Any) -> None:
