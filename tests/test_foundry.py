@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from types import SimpleNamespace
 
 import pytest
 
@@ -130,13 +131,36 @@ def test_a_service_bench_found_is_never_downloaded_into_even_with_the_flag(found
     assert info.status == "skipped" and "bench downloads only into a Foundry Local it started" in info.reason
 
 
-def _started_by_bench(foundry, monkeypatch, catalog, download=None):
+class FakeSDK:
+    """foundry-local-sdk 2.2.1's manager as far as bench uses it: catalog.get_model(alias).id (the
+    variant it picks), catalog.get_model_variant(id).info (ModelInfo's fields) and .download()."""
+
+    def __init__(self, variants: dict, download=None):
+        self.variants, self._download = variants, download
+        self.catalog = self
+
+    def get_model(self, alias):
+        ids = [i for i, v in self.variants.items() if v.get("alias") == alias]
+        return SimpleNamespace(id=ids[0]) if ids else None
+
+    def get_model_variant(self, model_id):
+        v = self.variants.get(model_id)
+        if v is None:
+            return None
+        info = SimpleNamespace(license=v.get("license"), license_description=None, publisher=v.get("publisher"),
+                               file_size_mb=v.get("size_mb"), runtime=SimpleNamespace(
+                                   execution_provider=v.get("ep", ""), device_type=v.get("device")))
+        return SimpleNamespace(info=info, download=lambda progress_callback=None: self._download(model_id,
+                                                                                                 progress_callback))
+
+
+def _started_by_bench(foundry, monkeypatch, sdk):
     from bench.runtimes import foundry as foundry_runtime
     from bench.runtimes.base import OwnServer
 
     monkeypatch.setattr(foundry_runtime.FoundryLocal, "own_server", classmethod(lambda cls, options: OwnServer(
-        foundry.url, f"started by bench through foundry-local-sdk at {foundry.url}", catalog=catalog.__getitem__,
-        download=download)))
+        foundry.url, f"started by bench through foundry-local-sdk at {foundry.url}", version="foundry-local-sdk 2.2.1",
+        handle=sdk)))
 
 
 def test_a_missing_model_is_downloaded_only_with_the_flag_and_the_download_is_timed(foundry, tmp_path, monkeypatch):
@@ -150,7 +174,7 @@ def test_a_missing_model_is_downloaded_only_with_the_flag_and_the_download_is_ti
         del foundry.routes[("GET", f"/models/load/{ALIAS}")]  # now in the cache: the fixture's loader answers
         foundry.routes[("GET", f"/models/load/{ALIAS}")] = foundry.loader
 
-    _started_by_bench(foundry, monkeypatch, {ID: {"catalog_size_mb": 86}}, download)
+    _started_by_bench(foundry, monkeypatch, FakeSDK({ID: {"size_mb": 86}}, download))
     (tmp_path / "bench.yaml").write_text(f"endpoints:\n  - {{name: fl, runtime: foundry}}\nmodels: [{{name: {ALIAS}}}]\n")
     plan, writer = runner.prepare(resolve(tmp_path / "bench.yaml", env={}, rounds=1, warmup=0))
     info = runner.collect(plan, writer, env={}, sleep=lambda s: None).run.models[ALIAS]
@@ -182,7 +206,7 @@ def test_a_failed_download_fails_that_model_in_one_line_and_the_others_run(found
     def download(model_id, progress):
         raise BenchError(f"Foundry Local could not download {model_id}: no network")
 
-    _started_by_bench(foundry, monkeypatch, {ID: {}}, download)
+    _started_by_bench(foundry, monkeypatch, FakeSDK({ID: {}}, download))
     foundry.set_model("other", Script())
     (tmp_path / "bench.yaml").write_text(
         f"endpoints:\n  - {{name: fl, runtime: foundry}}\n  - {{name: o, base_url: '{foundry.url}', runtime: openai-compatible}}\n"
@@ -270,20 +294,16 @@ def test_unknown_start_options_are_named(server, tmp_path):
 
 
 def test_a_service_bench_started_adds_what_the_sdk_catalog_knows(foundry, tmp_path, monkeypatch):
-    from bench.config import resolve
-    from bench.measure import runner
-    from bench.runtimes import foundry as foundry_runtime
-    from bench.runtimes.base import OwnServer
-
-    catalog = {ID: {"license": "apache-2.0", "execution_provider": "CPUExecutionProvider", "catalog_size_mb": 86}}
-    monkeypatch.setattr(foundry_runtime.FoundryLocal, "own_server", classmethod(lambda cls, options: OwnServer(
-        foundry.url, f"started by bench through foundry-local-sdk at {foundry.url}", catalog=catalog.__getitem__)))
+    _started_by_bench(foundry, monkeypatch, FakeSDK({ID: {"license": "apache-2.0", "ep": "CPUExecutionProvider",
+                                                          "size_mb": 86, "alias": ALIAS}}))
     (tmp_path / "bench.yaml").write_text(f"endpoints:\n  - {{name: fl, runtime: foundry}}\nmodels: [{{name: {ALIAS}}}]\n")
     plan, writer = runner.prepare(resolve(tmp_path / "bench.yaml", env={}, rounds=1, warmup=0))
-    info = runner.collect(plan, writer, env={}, sleep=lambda s: None).run.models[ALIAS]
-    assert info.status == "ok" and info.license == "apache-2.0"
+    run = runner.collect(plan, writer, env={}, sleep=lambda s: None).run
+    info = run.models[ALIAS]
+    assert info.status == "ok" and info.license == "apache-2.0" and info.resolved_id == ID
     assert info.extra["execution_provider"] == "CPUExecutionProvider" and info.extra["catalog_size_mb"] == 86
-    assert "license" not in info.extra["unknown"] and "runtime_version" in info.extra["unknown"]
+    assert "license" not in info.extra["unknown"] and "runtime_version" not in info.extra["unknown"]
+    assert run.endpoints[0].runtime_version == "foundry-local-sdk 2.2.1"
 
 
 def test_bench_models_says_a_listed_model_is_not_downloaded(foundry):
@@ -325,3 +345,53 @@ def test_the_version_is_read_from_the_sdk_the_service_process_loaded(tmp_path):
     assert sdk_version_from_paths(["/usr/lib/libc.so.6"]) is None
     (site / "foundry_local_sdk-2.2.1.dist-info").rename(site / "foundry_local_sdk-$(rm -rf x).dist-info")
     assert sdk_version_from_paths([str(lib)]) is None  # a planted folder name is not a version
+
+
+def test_an_alias_is_never_taken_for_a_longer_models_prefix(foundry):
+    # Found on the real service: 'phi-4' was resolved to phi-4-mini's variant because that id starts
+    # with 'phi-4-'. The service itself does not know 'phi-4' (404 on load): bench must say so.
+    mini = "phi-4-mini-instruct-generic-cpu:1"
+    foundry.set_model(mini, Script())
+    foundry.routes[("GET", "/models/load/phi-4")] = (404, {"error": {"message": "Model not found: No model matching 'phi-4'"}})
+    out = collect(foundry, "phi-4", rounds=1, warmup=0)
+    info = out.run.models["phi-4"]
+    assert info.status == "skipped" and "does not serve 'phi-4'" in info.reason and info.resolved_id is None
+    assert not [r for r in foundry.requests if r["path"].startswith("/v1/chat")]
+
+
+def test_an_alias_that_is_not_the_ids_prefix_is_resolved_by_the_service_loading_it(foundry):
+    # Foundry's catalog spells ids its own way: alias phi-4-mini serves Phi-4-mini-instruct-generic-cpu:5.
+    pid = "Phi-4-mini-instruct-generic-cpu:5"
+    foundry.set_model(pid, Script())
+
+    def load(body):
+        foundry.state["loads"].append("phi-4-mini")
+        foundry.state["loaded"].append(pid)
+        return 200, {"status": "loaded"}
+
+    foundry.routes[("GET", "/models/load/phi-4-mini")] = load
+    out = collect(foundry, "phi-4-mini", rounds=1, warmup=0)
+    info = out.run.models["phi-4-mini"]
+    assert info.status == "ok" and info.resolved_id == pid and info.extra["load_s"] >= 0
+    assert foundry.state["loads"] == ["phi-4-mini"]  # loaded once, by alias: that load is the one timed
+    chats = [r for r in foundry.requests if r["path"].startswith("/v1/chat")]
+    assert chats and all(r["body"]["model"] == pid for r in chats)
+
+
+def test_an_alias_whose_model_is_not_downloaded_is_skipped_when_only_loading_can_resolve_it(foundry):
+    foundry.set_model("Phi-4-mini-instruct-generic-cpu:5", Script())
+    foundry.routes[("GET", "/models/load/phi-4-mini")] = NOT_CACHED
+    info = collect(foundry, "phi-4-mini", rounds=1, warmup=0).run.models["phi-4-mini"]
+    assert info.status == "skipped" and "phi-4-mini is not downloaded" in info.reason
+
+
+def test_with_the_sdk_the_catalog_resolves_the_alias(foundry, tmp_path, monkeypatch):
+    pid = "Phi-4-mini-instruct-generic-cpu:5"
+    foundry.set_model(pid, Script())
+    foundry.routes[("GET", f"/models/load/{pid}")] = lambda body: (
+        foundry.state["loaded"].append(pid) or (200, {"status": "loaded"}))
+    _started_by_bench(foundry, monkeypatch, FakeSDK({pid: {"alias": "phi-4-mini", "license": "MIT"}}))
+    (tmp_path / "bench.yaml").write_text("endpoints:\n  - {name: fl, runtime: foundry}\nmodels: [{name: phi-4-mini}]\n")
+    plan, writer = runner.prepare(resolve(tmp_path / "bench.yaml", env={}, rounds=1, warmup=0))
+    info = runner.collect(plan, writer, env={}, sleep=lambda s: None).run.models["phi-4-mini"]
+    assert info.status == "ok" and info.resolved_id == pid and info.license == "MIT"

@@ -52,9 +52,8 @@ class OwnServer:
     base_url: str
     how: str  # "found at ..." / "started by bench via ..."
     stop: Callable[[], None] = lambda: None
-    catalog: Callable[[str], dict[str, Any]] | None = None  # model id -> what the runtime's own catalog says
-    download: Callable[[str, Callable[[float], None]], None] | None = None  # model id, progress in % -> cached
     version: str | None = None  # what bench started, when it knows
+    handle: Any = None  # the runtime's own object for it (foundry-local-sdk's manager): catalog, downloads
 
 
 class NotDownloaded(BenchError):

@@ -91,14 +91,15 @@ class FoundryLocal(Runtime):
         with contextlib.suppress(Exception):  # noqa: BLE001 - a version is a nicety
             version = f"foundry-local-sdk {metadata.version('foundry-local-sdk')}"
         return OwnServer(url, f"started by bench through foundry-local-sdk at {url}", manager.stop_web_service,
-                         catalog=lambda model_id: _sdk_facts(manager, model_id),
-                         download=lambda model_id, progress: _sdk_download(manager, model_id, progress),
-                         version=version)
+                         version=version, handle=manager)
 
     def __init__(self, conn: Connection | None):
         super().__init__(conn)
         self._status: dict[str, Any] | None = None
         self._aliases: dict[str, str] = {}  # served id -> the alias it was resolved from
+        self._resolved: dict[str, str | None] = {}  # alias -> served id (None: not served)
+        self._load_s: dict[str, float] = {}  # id -> seconds its load took while resolving its alias
+        self._missing: set[str] = set()  # aliases the service knows but has not downloaded
 
     @classmethod
     def detect(cls, conn: Connection) -> bool:
@@ -141,18 +142,63 @@ class FoundryLocal(Runtime):
 
     # -- models
     def served_id(self, name: str, listed: list[str]) -> str | None:
-        """An id as it is, or an alias: the one listed variant ``<alias>-<variant>:<version>``
-        (with several, the one loaded; else None and the reason is the model list)."""
+        """An id as it is, or an alias resolved to the id the service serves for it:
+        1. the SDK's catalog, when bench started the service (the variant it picks for the device);
+        2. the one listed id that is the alias plus a variant tag (``smollm2-…`` + ``-generic-cpu:1``);
+           with several such variants, the one loaded; else None (never guessed);
+        3. otherwise the service itself: it loads by alias (timed; ensure_loaded reports that time),
+           and the id that appears among the loaded ones is it. Foundry's ids do not always start
+           with the alias (``phi-4-mini`` serves ``Phi-4-mini-instruct-…``, and ``phi-4-mini-…``
+           must not be taken for ``phi-4``), so anything looser than 2 would be a guess."""
         if name in listed or (not listed and ":" in name):
             return name
-        variants = [i for i in listed if i.split(":")[0].startswith(f"{name}-")]
-        if len(variants) > 1:
-            loaded = [v for v in variants if v in self.loaded()]
-            variants = loaded[:1] if len(loaded) == 1 else variants
-        if len(variants) != 1:
+        if name not in self._resolved:
+            self._resolved[name] = self._resolve(name, listed)
+        return self._resolved[name]
+
+    def _resolve(self, name: str, listed: list[str]) -> str | None:
+        variant = self._catalog_variant(name)
+        if variant in listed:
+            return self._alias(variant, name)
+        tagged = [i for i in listed if _is_variant_of(i, name)]
+        if len(tagged) > 1:
+            loaded = [v for v in tagged if v in self.loaded()]
+            return self._alias(loaded[0], name) if len(loaded) == 1 else None
+        if tagged:
+            return self._alias(tagged[0], name)
+        return self._resolve_by_loading(name)
+
+    def _resolve_by_loading(self, name: str) -> str | None:
+        if self.conn is None:
             return None
-        self._aliases[variants[0]] = name
-        return variants[0]
+        before = set(self.loaded())
+        t0 = time.perf_counter()
+        answer = self._load(name)
+        elapsed = time.perf_counter() - t0
+        if answer.status != 200:
+            if _not_cached(answer.data):
+                self._missing.add(name)
+                return name  # ensure_loaded says it is not downloaded
+            return None  # the service does not know the alias
+        new = [i for i in self.loaded() if i not in before]
+        if len(new) != 1:
+            return None  # already loaded, or several: which id serves it cannot be told
+        self._load_s[new[0]] = elapsed
+        return self._alias(new[0], name)
+
+    def _alias(self, model_id: str, name: str) -> str:
+        self._aliases[model_id] = name
+        return model_id
+
+    def _catalog_variant(self, alias: str) -> str | None:
+        """The variant the SDK's catalog picks for an alias on this device."""
+        if self._sdk is None:
+            return None
+        try:
+            variant = self._sdk.catalog.get_model(alias).id
+        except Exception:  # noqa: BLE001 - unknown alias, or a catalog that fails: resolved otherwise
+            return None
+        return variant if isinstance(variant, str) else None
 
     def loaded(self) -> list[str]:
         try:
@@ -165,6 +211,10 @@ class FoundryLocal(Runtime):
         """Load the model unless it is loaded; the seconds the load took (None: it already was).
         foundry-local-sdk 2.2.1 loads by alias only (an id answers 404), so an id bench resolved
         from an alias is loaded under that alias, and must then be the one loaded."""
+        if model_id in self._missing:
+            raise self._not_downloaded(model_id, model_id)
+        if model_id in self._load_s:
+            return self._load_s.pop(model_id)
         if self.conn is None or model_id in self.loaded():
             return None
         t0 = time.perf_counter()
@@ -174,10 +224,9 @@ class FoundryLocal(Runtime):
             answer = self._load(alias)
         elapsed = time.perf_counter() - t0
         if answer.status != 200:
-            message = _message(answer.data)
-            if "not cached" in str(message).lower() or "must be downloaded" in str(message).lower():
+            if _not_cached(answer.data):
                 raise self._not_downloaded(model_id, alias or model_id)
-            raise BenchError(f"Foundry Local answered HTTP {answer.status}: {excerpt(message)}")
+            raise BenchError(f"Foundry Local answered HTTP {answer.status}: {excerpt(_message(answer.data))}")
         loaded = self.loaded()
         if model_id not in loaded:
             raise BenchError(f"Foundry Local loaded {', '.join(loaded) or 'nothing'} for '{alias or model_id}', "
@@ -189,22 +238,27 @@ class FoundryLocal(Runtime):
         bench started the service; downloadable by bench only into a service bench started."""
         size_mb = self._catalog(model_id).get("catalog_size_mb")
         size = size_mb * 1_048_576 if isinstance(size_mb, int) and size_mb > 0 else None
-        ours = self.own is not None and self.own.download is not None
+        ours = self._sdk is not None
         return NotDownloaded(name, size, "Foundry Local's catalog" if size else "Foundry Local's web service", ours,
                              f"download it with Foundry Local (foundry model download {name}; `foundry model list` "
                              "shows its size), then run again (bench downloads only into a Foundry Local it started)")
 
     def download(self, model_id: str, progress: Any) -> None:
-        if self.own is None or self.own.download is None:
+        if self._sdk is None:
             raise self._not_downloaded(model_id, self._aliases.get(model_id, model_id))
-        self.own.download(model_id, progress)
+        _sdk_download(self._sdk, model_id, progress)
+
+    @property
+    def _sdk(self) -> Any:
+        """foundry-local-sdk's manager, when bench started the service through it."""
+        return self.own.handle if self.own is not None else None
 
     def _catalog(self, model_id: str) -> dict[str, Any]:
         """What the SDK's catalog says (only for a service bench started through the SDK)."""
-        if self.own is None or self.own.catalog is None:
+        if self._sdk is None:
             return {}
         try:
-            return dict(self.own.catalog(model_id))
+            return _sdk_facts(self._sdk, model_id)
         except Exception:  # noqa: BLE001 - a catalog fact is a nicety, never a failure
             return {}
 
@@ -353,6 +407,20 @@ def find_service(timeout_s: float = 0.5) -> str | None:
                 if resp.status == 200 and _is_status(resp.read(65536)):
                     return f"http://127.0.0.1:{port}/v1"
     return None
+
+
+VARIANT_TAG = re.compile(r"-[a-z0-9]+-(?:cpu|gpu|npu)", re.IGNORECASE)  # generic-cpu, cuda-gpu, qnn-npu, ...
+
+
+def _is_variant_of(model_id: str, alias: str) -> bool:
+    """``<alias>-<variant tag>:<version>`` (case as the catalog spells it)."""
+    base = model_id.split(":")[0]
+    return base[:len(alias)].lower() == alias.lower() and VARIANT_TAG.fullmatch(base[len(alias):]) is not None
+
+
+def _not_cached(data: Any) -> bool:
+    message = str(_message(data)).lower()
+    return "not cached" in message or "must be downloaded" in message
 
 
 def _message(data: Any) -> Any:
