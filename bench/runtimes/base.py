@@ -73,6 +73,37 @@ def size_text(n: int | None) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
+# What Runtime.model_facts may return (keys of ModelInfo.extra; figures in bytes and seconds):
+#   disk_bytes, runtime_memory_bytes (resident memory the runtime reports for the model),
+#   vram_bytes, license (SPDX id or title: bench.runtimes.license), license_raw, quantization,
+#   parameters (int), context_length (int), digest, family, format;
+#   sources: {fact: where it came from, e.g. "Ollama /api/ps"}; unknown: {fact: why it is not known}.
+FACT_KEYS = ("disk_bytes", "runtime_memory_bytes", "vram_bytes", "license", "license_raw", "quantization",
+             "parameters", "context_length", "digest", "family", "format")
+
+
+def merge_facts(*parts: dict[str, Any]) -> dict[str, Any]:
+    """Facts from several answers: later parts win; ``sources`` and ``unknown`` are merged, and a
+    fact that became known leaves ``unknown``."""
+    out: dict[str, Any] = {}
+    sources: dict[str, Any] = {}
+    unknown: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            if key == "sources" and isinstance(value, dict):
+                sources.update(value)
+            elif key == "unknown" and isinstance(value, dict):
+                unknown.update(value)
+            elif value is not None:
+                out[key] = value
+    unknown = {k: v for k, v in unknown.items() if k not in out}
+    if sources:
+        out["sources"] = {k: v for k, v in sources.items() if k in out}
+    if unknown:
+        out["unknown"] = unknown
+    return out
+
+
 @contextlib.contextmanager
 def watch_process(pid: int, source: str) -> Iterator[MemoryReading | None]:
     """The resident memory of a process tree while the block runs (None: the process is gone)."""
