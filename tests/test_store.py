@@ -140,3 +140,12 @@ def test_committed_default_runs_keep_their_workload_hash_and_stay_comparable():
     other = store.workload([p.model_dump(exclude_none=True) for p in plan.prompts], plan.generation.model_dump(),
                            plan.prompt_cache, {"name": "closed-loop", "concurrency": [1, 4]})
     assert other.hash != new.hash  # any other scenario is a different workload
+
+
+def test_a_version_4_run_loads_with_no_server_timings():
+
+    committed = Path(__file__).resolve().parent.parent / "results" / "20261122T125050.975Z-7d4b95.json"
+    assert json.loads(committed.read_text())["schema_version"] == 4
+    run = store.load_run(committed)
+    assert run.schema_version == SCHEMA_VERSION == 5
+    assert run.samples and all(s.server is None for s in run.samples)

@@ -39,8 +39,13 @@ def utcnow() -> str:
 #     (the sample's scenario coordinates, empty for the sequential matrix). Rubric scores are
 #     no longer stored: they are computed from the stored outputs on load, like statistics.
 #     Upgrading a version-3 file drops stored rubric scores and sets the sequential scenario.
-SCHEMA_VERSION = 4
+#   5 (bench 0.4.0): server timings. `sample.server` (the server's own account of the request:
+#     time to first token, prompt and decode tokens and seconds, load time, and where it came
+#     from: the response itself or a paired native request sent outside the timed ones).
+#     Upgrading a version-4 file sets `server: null`.
+SCHEMA_VERSION = 5
 
+SEQUENTIAL = {"name": "sequential"}  # the default scenario: one request at a time, rounds x prompts
 RunStatus = Literal["running", "complete", "partial", "interrupted"]
 TokensSource = Literal["usage", "tokenize", "usage_probe", "chunks"]
 # Why a request failed. A failed request never enters latency statistics.
@@ -71,6 +76,21 @@ class Attempt(_Model):
     detail: str | None = None
     elapsed_s: float
     retry_after_s: float | None = None
+
+
+class ServerTimings(_Model):
+    """A server's own account of one request, by its own clock (never mixed into bench's figures)."""
+
+    source: str = Field(description="where it came from, e.g. 'llama-server timings in the response', "
+                                    "'Ollama /api/chat, a paired request outside the timed ones'")
+    paired: bool = Field(False, description="from a second, untimed request with the same prompt, not this one")
+    ttft_s: float | None = Field(None, description="the server's time to first token")
+    prompt_tokens: int | None = None
+    prompt_s: float | None = Field(None, description="prompt processing (prefill) time")
+    decode_tokens: int | None = None
+    decode_s: float | None = Field(None, description="generation time of decode_tokens")
+    load_s: float | None = Field(None, description="model load time within the request, when the server reports it")
+    cached_tokens: int | None = Field(None, description="prompt tokens the server took from its cache")
 
 
 class Sample(_Model):
@@ -104,6 +124,8 @@ class Sample(_Model):
     scenario: dict[str, Any] = Field(default_factory=dict, description=(
         "the sample's scenario coordinates (e.g. concurrency); empty for the sequential matrix"))
     cache_nonce: str | None = Field(None, description="marker sent before the prompt to keep its prefill cold")
+    server: ServerTimings | None = Field(None, description="the server's own timings of this request, when it "
+                                                           "reports them")
 
 
 class Judgement(_Model):

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -22,13 +22,14 @@ from bench.errors import ResultsError
 from bench.results.rubric import RubricError, parse_rubric
 from bench.results.rubric import score as score_rubric
 from bench.results.schema import (
-    SCHEMA_VERSION,
+    SEQUENTIAL,
     EndpointInfo,
     ModelInfo,
     Run,
     Sample,
     Workload,
 )
+from bench.results.upgrade import upgrade
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -37,7 +38,6 @@ def new_run_id(now: datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
 
 
-SEQUENTIAL = {"name": "sequential"}  # the default scenario: one request at a time, rounds x prompts
 
 
 def workload(prompts: list[dict[str, Any]], generation: dict[str, Any], prompt_cache: str = "cold",
@@ -180,55 +180,6 @@ def unsaved_message(path: Path, run_id: str, err: WriteError, existed: bool) -> 
 
 
 # ----------------------------------------------------------------------------- loading
-
-# Upgrades: _UPGRADES[n] turns a version-n dict into a version-(n+1) dict.
-def _upgrade_to_2(data: dict[str, Any]) -> dict[str, Any]:
-    """Version 2 added rubric results per sample and LLM-judge verdicts per run."""
-    samples = data.get("samples")
-    for s in samples if isinstance(samples, list) else []:
-        if isinstance(s, dict):
-            s.setdefault("rubric", None)
-    data.setdefault("judgements", [])
-    return data
-
-
-def _upgrade_to_3(data: dict[str, Any]) -> dict[str, Any]:
-    """Version 3 records the prompt-cache mode; older runs may have measured cached prompts."""
-    if isinstance(data.get("workload"), dict):
-        data["workload"].setdefault("prompt_cache", "unknown")
-    return data
-
-
-def _upgrade_to_4(data: dict[str, Any]) -> dict[str, Any]:
-    """Version 4 records runtimes and scenarios; rubric scores are computed on load, not stored."""
-    samples = data.get("samples")
-    for s in samples if isinstance(samples, list) else []:
-        if isinstance(s, dict):
-            s.pop("rubric", None)
-    if isinstance(data.get("workload"), dict):
-        data["workload"].setdefault("scenario", dict(SEQUENTIAL))
-    return data
-
-
-_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_to_2, 2: _upgrade_to_3,
-                                                                    3: _upgrade_to_4}
-
-
-def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
-    version = data.get("schema_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ResultsError(f"{source}: not a bench results file (no integer schema_version)")
-    if version > SCHEMA_VERSION:
-        raise ResultsError(
-            f"{source}: written by a newer bench (schema_version {version}, this bench reads up to "
-            f"{SCHEMA_VERSION}); upgrade bench: pip install -U bench"
-        )
-    while version < SCHEMA_VERSION:
-        data = _UPGRADES[version](data)
-        version += 1
-        data["schema_version"] = version
-    return data
-
 
 # Limits for files from results/ (or from git): bigger or deeper files are refused, never read whole.
 MAX_RESULTS_BYTES = 256 * 2**20  # a run of many thousands of requests is a few MB

@@ -17,6 +17,7 @@ from typing import Any, Callable, ClassVar, Iterator
 import psutil
 
 from bench.errors import BenchError
+from bench.results.schema import ServerTimings
 from bench.runtimes.http import Connection, HTTPFailure
 from bench.runtimes.process import MemorySampler
 from bench.util.bounded import excerpt
@@ -202,6 +203,19 @@ class Runtime:
     def watch_memory(self) -> Iterator[MemoryReading | None]:
         """Resident memory while the block runs (None: this runtime cannot see it)."""
         yield None
+
+    # -- the server's own view of a request (stored beside bench's figures, never mixed in)
+    def response_timings(self, raw: Any) -> ServerTimings | None:
+        """The server's timings carried by a measured response itself: ``raw`` is the ``timings``
+        object of its last chunk (or body), as llama.cpp's server sends it; None when absent."""
+        return None
+
+    def paired_timings(self, model_id: str, text: str, max_tokens: int, temperature: float,
+                       seed: int | None) -> ServerTimings | None:
+        """The server's timings of a second request with the same prompt on its native route,
+        sent outside the timed ones (only with ``bench collect --server-timings``): for runtimes
+        that report timings only there (Ollama, LM Studio). None: it has no such route."""
+        return None
 
     # -- life
     def died(self) -> str | None:
