@@ -158,11 +158,15 @@ def _sigterm_as_interrupt() -> None:
 @click.option("--resume", "resume", metavar="RUN_ID", help="Run only the missing cells of an earlier run.")
 @click.option("--download", is_flag=True,
               help="Download models the runtime lists but has not got (Foundry Local started by bench). Never without it.")
+@click.option("--server-timings", is_flag=True,
+              help="Runtimes that report their own timings only on native routes (Ollama, LM Studio): a second, "
+                   "untimed request per measured one fetches them (doubles the requests).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def collect(config_path: Path | None, endpoint: str | None, models: str | None, prompts: Path | None,
             rounds: int | None, warmup: int | None, max_tokens: int | None, timeout: float | None,
             stall_timeout: float | None, results_dir: Path | None, no_stream: bool | None,
-            prompt_cache: str | None, resume: str | None, download: bool, quiet: bool) -> None:
+            prompt_cache: str | None, resume: str | None, download: bool, server_timings: bool,
+            quiet: bool) -> None:
     """Run the model x prompt matrix and write results/<run-id>.json."""
     env = os.environ
     if resume:
@@ -186,7 +190,8 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
     _sigterm_as_interrupt()
     show_progress = not quiet and err.is_terminal
     with ProgressReporter(err, show_progress) as reporter:
-        outcome = runner.collect(plan, writer, env=env, reporter=reporter, download=download)
+        outcome = runner.collect(plan, writer, env=env, reporter=reporter, download=download,
+                                 server_timings=server_timings)
     run = outcome.run
     if not quiet:
         out.print(summary_table(run))

@@ -158,6 +158,8 @@ class Script:
     # A prompt cache, as vLLM's prefix caching or llama.cpp's: messages this server has seen before
     # (any earlier request) are answered with this TTFT instead of ttft_s. None: no cache.
     cached_ttft_s: float | None = None
+    # Fields a runtime adds to the last chunk (streams) or the body, e.g. llama-server's "timings".
+    final_extra: dict[str, Any] | None = None
     # Hostile modes (see the module docstring).
     sse: list[str] | None = None
     body: str | None = None
@@ -349,7 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
         if is_v1 and fake.api_key is not None:
             if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
                 return self._send_error(401)
-        if method == "GET" and path == "/v1/models":
+        if method == "GET" and path == "/v1/models" and ("GET", path) not in fake.routes:  # a route may replace it
             return self._send_json(200, {
                 "object": "list",
                 "data": [{"id": n, "object": "model", "created": 0, "owned_by": "fake"}
@@ -468,6 +470,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if script.send_usage:
             resp["usage"] = usage
+        resp.update(script.final_extra or {})
         self._send_json(200, resp)
 
     # ---- hostile modes --------------------------------------------------------
@@ -536,6 +539,8 @@ class _Handler(BaseHTTPRequestHandler):
             }
             if include_usage:
                 obj["usage"] = None
+            if finish_reason is not None:
+                obj.update(script.final_extra or {})
             return json.dumps(obj).encode()
 
         self.send_response(200)

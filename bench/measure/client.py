@@ -117,6 +117,7 @@ class Measurement:
     finish_reason: str | None = None
     usage: Usage | None = None
     resolved_model: str | None = None
+    timings: dict | None = None  # the server's own timings object, when the answer carried one
     elapsed_ns: int = 0  # the attempt's wall time, failures included
     t0_ns: int = 0  # perf_counter_ns when the request was sent
     t_end_ns: int | None = None  # perf_counter_ns when the complete answer had arrived
@@ -359,6 +360,7 @@ def measure_stream(
     m = _exchange(client, body, "text/event-stream", timeout_s, stall_s, consume)
     m.chunk_times, m.output, m.reasoning = reader.chunk_times, reader.output, reader.reasoning
     m.finish_reason, m.usage, m.resolved_model = reader.finish_reason, reader.usage, reader.resolved_model
+    m.timings = reader.timings
     if m.chunk_times:
         m.ttft_ns = m.chunk_times[0] - m.t0_ns
     if m.error is None and m.finish_reason is None:
@@ -388,6 +390,7 @@ def measure_plain(
         a = answer[0]
         m.output, m.reasoning, m.finish_reason, m.usage, m.resolved_model = (
             a.content, a.reasoning, a.finish_reason, a.usage, a.model)
+        m.timings = a.timings
     if m.error is None and not m.output and not m.reasoning:
         m.error, m.detail = "empty", f"no content (finish_reason {m.finish_reason})"
     return m

@@ -4,6 +4,7 @@ result as a :class:`~bench.results.schema.Sample`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from bench.measure.client import (
     measure_stream,
 )
 from bench.measure.stream import Limits
-from bench.results.schema import Attempt, Sample, utcnow
+from bench.results.schema import Attempt, Sample, ServerTimings, utcnow
 from bench.runtimes import Runtime
 from bench.runtimes.generic import OpenAICompatible
 
@@ -134,9 +135,11 @@ def run_request(
     round: int,
     warmup: bool,
     sleep: Callable[[float], None] = time.sleep,
+    server_timings: Callable[[dict], ServerTimings | None] | None = None,
 ) -> Sample:
     """Send one request (retrying 429/5xx with backoff) and return its Sample. Nothing a server
-    sends raises: every failure is a failed Sample with its kind and a short detail."""
+    sends raises: every failure is a failed Sample with its kind and a short detail.
+    ``server_timings`` reads a ``timings`` object the answer carried (the runtime's own format)."""
     messages = [{"role": "user", "content": prompt_text}]
     started_at = utcnow()
     m, attempts = _measure_with_retries(client, model, messages, opts, sleep)
@@ -173,4 +176,7 @@ def run_request(
         sample.prompt_tokens = prompt_tokens
         sample.tokens_source = source  # type: ignore[assignment]
         sample.over_limit = completion is not None and completion > opts.gen.max_tokens
+        if m.timings is not None and server_timings is not None:
+            with contextlib.suppress(Exception):  # noqa: BLE001 - a server's junk never fails a request
+                sample.server = server_timings(m.timings)
     return sample

@@ -163,12 +163,13 @@ def collect(
     sleep: Callable[[float], None] = time.sleep,
     backoff_s: float = 1.0,
     download: bool = False,
+    server_timings: bool = False,
 ) -> Outcome:
     """Run every missing cell of ``writer.run``; journal each request; never lose a sample.
     ``download``: a runtime may download a model it has not got (never without being told)."""
     try:
         _collect(plan, writer, env=os.environ if env is None else env, reporter=reporter or _Silent(),
-                 sleep=sleep, backoff_s=backoff_s, download=download)
+                 sleep=sleep, backoff_s=backoff_s, download=download, server_timings=server_timings)
     except KeyboardInterrupt:
         run = writer.run
         run.status, run.ended_at = "interrupted", utcnow()
@@ -188,7 +189,7 @@ def collect(
 
 
 def _collect(plan: Plan, writer: RunWriter, *, env: Mapping[str, str], reporter: Reporter,
-             sleep: Callable[[float], None], backoff_s: float, download: bool) -> None:
+             sleep: Callable[[float], None], backoff_s: float, download: bool, server_timings: bool) -> None:
     run = writer.run
     scenario = scenarios.get(plan.scenario)
     done = _final_cells(run)
@@ -204,7 +205,7 @@ def _collect(plan: Plan, writer: RunWriter, *, env: Mapping[str, str], reporter:
         writer.save()
         reporter.start(run, total)
         for m in plan.models:
-            job = _Job(plan, writer, m, todo[m.key], scenario, opts, reporter, sleep, download)
+            job = _Job(plan, writer, m, todo[m.key], scenario, opts, reporter, sleep, download, server_timings)
             if job.cells:
                 _run_one(job, targets, unavailable, model_paths, env)
     finally:
@@ -261,6 +262,7 @@ class _Job:
     reporter: Reporter
     sleep: Callable[[float], None]
     download: bool = False  # may a runtime download a model it has not got?
+    server_timings: bool = False  # ask for the server's own timings with a paired untimed request
 
     @property
     def info(self) -> ModelInfo:
@@ -283,7 +285,7 @@ class _ModelRun:
     def __init__(self, job: _Job, target: Target, served: str):
         self.plan, self.writer, self.m, self.target = job.plan, job.writer, job.m, target
         self.opts, self.reporter, self.sleep = job.opts, job.reporter, job.sleep
-        self.info = job.info
+        self.info, self.job = job.info, job
         plan = job.plan
         self.mechanism = "prime" if plan.prompt_cache == "warm" else ("order" if target.embedded else "nonce")
         self.info.extra["prompt_cache"] = {"mode": plan.prompt_cache, "mechanism": self.mechanism}
@@ -312,11 +314,28 @@ class _ModelRun:
             text = f"[{nonce}]\n{text}"
         return text, nonce
 
+    def _paired(self, text: str) -> Any:
+        """The server's own timings of the same prompt on its native route: a second request,
+        after the timed one and outside it, cold like it (--server-timings)."""
+        if self.mechanism == "nonce":
+            text = f"[{secrets.token_hex(4)}]\n{text}"
+        gen = self.opts.gen
+        try:
+            timings = self.target.runtime.paired_timings(self.served, text, gen.max_tokens, gen.temperature, gen.seed)
+        except Exception:  # noqa: BLE001 - a server's junk never fails a request
+            timings = None
+        if timings is not None:
+            self.target.last_text = text
+        return timings
+
     def request(self, prompt: Any, round_: int, warmup: bool, coords: dict[str, Any] | None = None) -> Sample:
         text, nonce = self._text_for(prompt, warmup)
         s = run_request(self.target.client, self.target.counter, self.served, prompt.id, text, self.opts,
-                        round=round_, warmup=warmup, sleep=self.sleep)
+                        round=round_, warmup=warmup, sleep=self.sleep,
+                        server_timings=self.target.runtime.response_timings)
         self.target.last_text = text
+        if self.job.server_timings and s.ok and not warmup and s.server is None:
+            s.server = self._paired(prompt.text)
         s.model, s.cache_nonce, s.scenario = self.m.key, nonce, dict(coords or {})
         if s.resolved_model:
             self.info.resolved_id = s.resolved_model

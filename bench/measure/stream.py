@@ -147,6 +147,7 @@ class Chunk:
     finish_reason: str | None = None
     usage: Usage | None = None
     model: str | None = None
+    timings: dict | None = None  # a server's own timings object (llama.cpp's server), untrusted
 
 
 class _Malformed(ValueError):
@@ -206,6 +207,15 @@ def _model(value: Any) -> str | None:
     return value[:200]
 
 
+def _timings(obj: Any) -> dict | None:
+    """A ``timings`` object beside the OpenAI fields (llama.cpp's server adds one), kept only when
+    it is a small flat object: the runtime that knows its meaning reads it."""
+    t = obj.get("timings") if isinstance(obj, dict) else None
+    if isinstance(t, dict) and len(t) <= 32 and all(isinstance(v, (int, float, str, type(None))) for v in t.values()):
+        return t
+    return None
+
+
 def _server_error(obj: dict) -> None:
     """OpenAI-style servers report a failure mid-answer as {"error": {...}}."""
     err = obj.get("error")
@@ -245,6 +255,7 @@ def parse_chunk(payload: str) -> Chunk:
             out.finish_reason = _finish(choice) or out.finish_reason
         out.usage = parse_usage(obj.get("usage"))
         out.model = _model(obj.get("model"))
+        out.timings = _timings(obj)
         return out
     except _Malformed as e:
         raise ResponseError("protocol", f"malformed chunk ({e}): {excerpt(payload)}") from None
@@ -272,6 +283,7 @@ def parse_completion(body: bytes, limits: Limits) -> Chunk:
             out.finish_reason = _finish(choices[0])
         out.usage = parse_usage(obj.get("usage"))
         out.model = _model(obj.get("model"))
+        out.timings = _timings(obj)
     except _Malformed as e:
         raise ResponseError("protocol", f"malformed answer ({e}): {excerpt(body)}") from None
     if len(out.content) + len(out.reasoning) > limits.max_text_chars:
@@ -296,6 +308,7 @@ class ChatStreamReader:
     finish_reason: str | None = None
     usage: Usage | None = None
     resolved_model: str | None = None
+    timings: dict | None = None  # the last ``timings`` object a chunk carried
     done: bool = False  # the server said [DONE]
     events: int = 0
     bytes_read: int = 0
@@ -363,6 +376,7 @@ class ChatStreamReader:
 
     def _take(self, chunk: Chunk, t_ns: int) -> None:
         self.resolved_model = chunk.model or self.resolved_model
+        self.timings = chunk.timings or self.timings
         if chunk.usage is not None:
             check_usage(chunk.usage, self.limits)
             self.usage = chunk.usage

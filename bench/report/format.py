@@ -238,7 +238,12 @@ _EXTRA_LABELS = {
     "cpu_features": "CPU features llama.cpp reports", "mode": "mode", "mechanism": "how",
     "unmeasured_requests": "unmeasured requests", "variant": "variant (served id)", "publisher": "publisher",
     "model_folder": "model folder", "unknown": "not known", "license": "license",
-    "runtime_version": "runtime version",
+    "runtime_version": "runtime version", "license_raw": "license text", "context_length": "context length",
+    "trained_context": "trained context length", "model_bytes": "model size (tensors)", "size_label": "size",
+    "runtime_memory_bytes": "memory the runtime reports", "vram_bytes": "GPU memory the runtime reports",
+    "digest": "digest", "family": "family", "format": "format", "sources": "where each figure comes from",
+    "runtime_load_s": "load time the runtime reports", "download": "download", "seconds": "seconds",
+    "not_downloaded": "not downloaded", "size_bytes": "size",
 }
 
 

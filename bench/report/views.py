@@ -16,6 +16,7 @@ from bench.report.format import metric_heading
 from bench.results.metrics import METRICS, compared
 from bench.results.schema import Run
 from bench.results.stats import ModelStats
+from bench.analysis.server_view import ServerView, server_views
 
 
 @dataclass
@@ -26,6 +27,11 @@ class RunView:
     quality: dict[str, annotations.ModelQuality]
     agreement: dict[str, Any]
     manual: dict[str, int]
+
+    @cached_property
+    def server(self) -> dict[str, ServerView]:
+        """model -> bench's figures beside the server's own timings (models that have them)."""
+        return server_views(self.run)
 
     @cached_property
     def stats_by_model(self) -> dict[str, ModelStats]:
