@@ -42,6 +42,7 @@ from bench.report.format import (  # noqa: F401 (md_text, slug, ...: the names p
 from bench.report.views import (
     RunView,
     breakdown,
+    figure_sources,
     latency_chart,
     model_trend,
     quality_of,
@@ -83,7 +84,7 @@ def _env() -> Environment:
         metric_columns=metrics.columns, metric_row_label=metric_row_label, metric_heading=metric_heading,
         metric_text=metric_text, computed_figures=_computed_figures,
         fmt_extra=fmt_extra, extra_label=extra_label, config_json=_config_json, outputs=_outputs,
-        judgements=_judgements, manual_for=_manual_for,
+        judgements=_judgements, manual_for=_manual_for, figure_sources=figure_sources,
         pretty_json=lambda data: json.dumps(data, indent=2, ensure_ascii=False),
     )
     return env

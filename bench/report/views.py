@@ -10,13 +10,13 @@ from typing import Any
 from markupsafe import Markup
 
 from bench.analysis import scoring
+from bench.analysis.server_view import ServerView, server_views
 from bench.quality import annotations
 from bench.report import charts
-from bench.report.format import metric_heading
+from bench.report.format import fmt_bytes, md_text, metric_heading
 from bench.results.metrics import METRICS, compared
-from bench.results.schema import Run
+from bench.results.schema import ModelInfo, Run
 from bench.results.stats import ModelStats
-from bench.analysis.server_view import ServerView, server_views
 
 
 @dataclass
@@ -127,3 +127,32 @@ def selection_data(rankings: list[scoring.Ranking]) -> dict[str, Any]:
             for r in rankings
         ],
     }
+
+
+def figure_sources(info: ModelInfo) -> dict[str, Markup]:
+    """The selection framework's memory, footprint and license figures of one model, each with
+    where it came from: measured by bench, reported by the runtime, its catalog, or bench.yaml."""
+    extra = info.extra
+    sources = extra.get("sources") if isinstance(extra.get("sources"), dict) else {}
+    unknown = extra.get("unknown") if isinstance(extra.get("unknown"), dict) else {}
+
+    def cell(value: Markup | None, source: Any, missing: str) -> Markup:
+        if value is None:
+            return Markup("– ({})").format(md_text(str(unknown.get(missing) or "not reported")[:160]))
+        return Markup("{} ({})").format(value, md_text(str(source)[:160]))
+
+    out = {}
+    if isinstance(extra.get("peak_rss_bytes"), (int, float)) and extra["peak_rss_bytes"]:
+        out["memory"] = cell(fmt_bytes(extra["peak_rss_bytes"]), "measured by bench: resident memory of the server", "")
+    elif isinstance(extra.get("runtime_memory_bytes"), (int, float)) and extra["runtime_memory_bytes"]:
+        out["memory"] = cell(fmt_bytes(extra["runtime_memory_bytes"]),
+                             sources.get("runtime_memory_bytes") or "reported by the runtime", "")
+    else:
+        out["memory"] = cell(None, None, "peak_rss_bytes")
+    disk = extra.get("disk_bytes")
+    out["footprint"] = (cell(fmt_bytes(disk), sources.get("disk_bytes") or "the model's files", "")
+                        if isinstance(disk, (int, float)) and disk else cell(None, None, "disk_bytes"))
+    out["license"] = (cell(md_text(info.license), sources.get("license") or "bench.yaml or bench's built-in models", "")
+                      if info.license else cell(None, None, "license"))
+    return out
+

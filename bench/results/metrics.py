@@ -190,7 +190,7 @@ register(Metric("completion_tokens", "completion tokens", "tokens",
 # Model-level figures, read from the runtime facts a runtime recorded (ids are those facts' keys).
 register(Metric("peak_rss_bytes", "peak resident memory", "bytes", None, "lower", "bytes", (VALUE,), (VALUE,),
                 "memory", "the largest resident size of the model's server while it was benchmarked",
-                compared=False, short="peak memory", of_model=fact("peak_rss_bytes", "memory_bytes")))
+                compared=False, short="peak memory", of_model=fact("peak_rss_bytes", "memory_bytes", "runtime_memory_bytes")))
 register(Metric("disk_bytes", "disk footprint", "bytes", None, "lower", "bytes", (VALUE,), (VALUE,),
                 "footprint", "the model's files on disk", compared=False, short="disk", of_model=fact("disk_bytes")))
 register(Metric("load_s", "cold load time", "s", None, "lower", "s", (), (VALUE,), None,

@@ -110,6 +110,7 @@ def builtin_facts(path: str | None) -> dict[str, Any]:
                                  source=builtin.source)
     if builtin.chat_format:
         facts["chat_format"] = builtin.chat_format
+    facts["sources"] = {k: "bench's built-in model list" for k in ("license", "quantization", "parameters")}
     return facts
 
 

@@ -418,6 +418,7 @@ class EmbeddedRuntime(OpenAICompatible):
         facts = builtin_facts(self.model_path)
         if self.server.facts is not None:
             facts.update(self.server.facts.as_dict())
+            facts.setdefault("sources", {})["disk_bytes"] = "size of the GGUF file bench served"
         return facts
 
     def died(self) -> str | None:

@@ -275,22 +275,27 @@ class FoundryLocal(Runtime):
         unknown = {"license": f"{NOT_REPORTED}: set license: for the model in bench.yaml"}
         if not self.version():
             unknown["runtime_version"] = NOT_REPORTED
-        facts.update(self._catalog(model_id))  # bench started it: the SDK's catalog knows more
+        catalog = self._catalog(model_id)  # bench started it: the SDK's catalog knows more
+        facts.update(catalog)
+        sources = {k: "foundry-local-sdk's catalog" for k in catalog}
+        sources["variant"] = "Foundry Local's /v1/models"
         if "license" in facts:
             unknown.pop("license")
         described = self._describe(model_id)
         if isinstance(described.get("owned_by"), str) and described["owned_by"]:
             facts["publisher"] = described["owned_by"][:MAX_FACT_CHARS]
+            sources["publisher"] = "owned_by in Foundry Local's /v1/models/<id>"
         folder = self._model_folder(model_id)
         if folder is not None:
             facts["model_folder"] = str(folder)[:500]
             disk = _folder_bytes(folder)
             if disk:
                 facts["disk_bytes"] = disk
+                sources["disk_bytes"] = "the model's folder under Foundry Local's modelCachePath"
         else:
             unknown["disk_bytes"] = ("the service is not on this machine" if not self._local() else
                                      "no folder with this model id under the service's modelCachePath")
-        facts["unknown"] = unknown
+        facts["unknown"], facts["sources"] = unknown, sources
         return facts
 
     def _describe(self, model_id: str) -> dict[str, Any]:
