@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -322,7 +323,9 @@ def show(run_ref: str, results_dir: Path | None, as_json: bool) -> None:
 @click.option("--endpoint", help="Check this base URL instead of the configured endpoints.")
 @click.option("--models", help="Comma-separated model names to probe.")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per probe.")
-def models(config_path: Path | None, endpoint: str | None, models: str | None, timeout: float) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the checklist as JSON.")
+def models(config_path: Path | None, endpoint: str | None, models: str | None, timeout: float,
+           as_json: bool) -> None:
     """Validation checklist: is each endpoint reachable, what does it list, does each model answer?"""
     from bench.measure.probe import checklist
 
@@ -331,6 +334,9 @@ def models(config_path: Path | None, endpoint: str | None, models: str | None, t
     if not plan.endpoints:
         raise BenchError("no endpoint to check: pass --endpoint http://HOST:PORT/v1 or list endpoints in bench.yaml")
     rows = checklist(plan, env=os.environ, timeout_s=timeout)
+    if as_json:
+        click.echo(store.json_text([dataclasses.asdict(r) for r in rows]))
+        return
     t = Table(title="bench models", title_justify="left")
     for col in ("", "endpoint", "model", "detail"):
         t.add_column(col)
@@ -338,6 +344,15 @@ def models(config_path: Path | None, endpoint: str | None, models: str | None, t
         mark = Text("✓", style="green") if row.ok else Text("✗", style="red")
         t.add_row(mark, Text(row.endpoint), Text(row.model or "–"), Text(row.detail))
     out.print(t)
+    checked = [r for r in rows if r.checks]
+    if checked:
+        c = Table(title="each model: what its runtime tells", title_justify="left")
+        names = ("present", "loaded", "answers", "memory", "disk", "license")
+        for col in ("model", *names):
+            c.add_column(col)
+        for r in checked:
+            c.add_row(Text(r.model or "–"), *(Text(r.checks.get(n, "–")) for n in names))
+        out.print(c)
     if not all(r.ok for r in rows):
         sys.exit(1)
 

@@ -230,7 +230,13 @@ def test_bench_models_shows_runtime_loadability_and_what_is_not_known(foundry):
     assert "server memory now " in smol.detail  # the service's process tree (here: the test process)
     phi = next(r for r in rows if r.model == "phi-4-mini")
     assert not phi.ok and "does not serve 'phi-4-mini'" in phi.detail
+    assert smol.checks["present"] == f"yes as {ID}" and smol.checks["loaded"].startswith("loaded now, in ")
+    assert smol.checks["answers"].startswith("yes, in ") and "(the server's processes now)" in smol.checks["memory"]
+    assert smol.checks["disk"] == "4 KB (the model's folder under Foundry Local's modelCachePath)"
+    assert smol.checks["license"].startswith("unknown: not reported by Foundry Local's web service")
+    assert phi.checks == {"present": "no"}
     again = next(r for r in checklist(plan, env={}, timeout_s=10) if r.model == ALIAS)
+    assert again.checks["loaded"] == "yes"
     assert again.ok and again.detail.startswith("already loaded, answered in ")
 
 

@@ -150,3 +150,25 @@ def test_a_cold_run_the_server_answered_from_its_cache_is_flagged(llama, tmp_pat
     llama.set_model(MODEL, Script(ttft_s=0.02, itl_s=0.005, final_extra=timings))
     page = _run_page(collect(llama, MODEL, rounds=1, warmup=0), tmp_path)
     assert "the server took 94% of the prompt tokens from its cache in a cold run" in page
+
+
+def test_bench_models_lists_each_check_with_its_source_and_json(llama, tmp_path):
+    import json
+
+    from tests.conftest import cli
+
+    path = _write_gguf(tmp_path / "m.gguf", {"general.architecture": "llama", "general.license": "apache-2.0"})
+    llama.routes[("GET", "/props")] = (200, _props(model_path=str(path), build_info="b6500-1a2b3c4d"))
+    r = cli("models", "--endpoint", llama.url, "--models", f"{MODEL},nope", "--json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)
+    assert "runtime llama-server llama.cpp b6500-1a2b3c4d" in rows[0]["detail"]
+    smol = next(x for x in rows if x["model"] == MODEL)
+    assert smol["ok"] and smol["checks"]["present"] == "yes" and smol["checks"]["loaded"] == "–"
+    assert smol["checks"]["license"] == "Apache-2.0 (the model's GGUF metadata)"
+    assert smol["checks"]["disk"] == f"{path.stat().st_size} bytes (size of m.gguf)"
+    # the scripted server runs inside bench's own process, which bench never counts as the server
+    assert smol["checks"]["memory"].startswith("unknown: bench cannot see the server's processes")
+    assert next(x for x in rows if x["model"] == "nope")["checks"] == {"present": "no"}
+    table = cli("models", "--endpoint", llama.url, "--models", MODEL)
+    assert "each model: what its runtime tells" in table.output and "Apache-2.0" in table.output

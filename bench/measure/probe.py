@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from bench.config import Generation, Plan
 from bench.errors import BenchError
 from bench.measure.client import measure_plain
 from bench.measure.targets import Target, model_facts, open_target, unknown_model_reason
-from bench.runtimes.base import NotDownloaded
+from bench.runtimes.base import NotDownloaded, size_text
 
 PROBE_PROMPT = [{"role": "user", "content": "Reply with the single word OK."}]
 
@@ -20,6 +20,8 @@ class CheckRow:
     endpoint: str
     model: str | None
     detail: str
+    # a model's checklist: present, loaded, answers, memory, disk, license -> what bench found
+    checks: dict[str, str] = field(default_factory=dict)
 
 
 def checklist(plan: Plan, *, env: Mapping[str, str], timeout_s: float = 60.0) -> list[CheckRow]:
@@ -48,26 +50,59 @@ def checklist(plan: Plan, *, env: Mapping[str, str], timeout_s: float = 60.0) ->
 
 
 def _check_model(target: Target, name: str, key: str, gen: Generation, timeout_s: float) -> CheckRow:
-    """Is the model served (its id), loadable (loaded, timed), and does it answer a probe?"""
+    """Is the model present (its id), loaded or loadable (timed), does it answer a probe, and
+    what does its runtime tell of its memory, disk and license?"""
     info = target.probe
     served = target.runtime.served_id(name, info.models)
     if served is None:
-        return CheckRow(False, info.name, key, unknown_model_reason(name, info))
+        return CheckRow(False, info.name, key, unknown_model_reason(name, info), {"present": "no"})
     as_id = f" as {served}" if served != name else ""
+    checks = {"present": f"yes{as_id}"}
     try:
         load_s = target.runtime.ensure_loaded(served)
     except NotDownloaded as e:
-        return CheckRow(False, info.name, key, f"listed{as_id}, not loaded: {e}")
+        checks["loaded"] = "no: not downloaded" + (f" ({size_text(e.size_bytes)})" if e.size_bytes else "")
+        return CheckRow(False, info.name, key, f"listed{as_id}, not loaded: {e}", checks)
     except BenchError as e:
-        return CheckRow(False, info.name, key, f"served{as_id}, but not loadable: {e}")
-    loaded = (f"loaded in {load_s:.2f} s, " if load_s is not None else
-              "already loaded, " if served in (target.runtime.loaded() or []) else "")
+        checks["loaded"] = "no: not loadable"
+        return CheckRow(False, info.name, key, f"served{as_id}, but not loadable: {e}", checks)
+    already = served in (target.runtime.loaded() or [])
+    checks["loaded"] = f"loaded now, in {load_s:.2f} s" if load_s is not None else ("yes" if already else "–")
+    loaded = (f"loaded in {load_s:.2f} s, " if load_s is not None else "already loaded, " if already else "")
     r = measure_plain(target.client, served, PROBE_PROMPT, gen, timeout_s)
     if r.error:
-        return CheckRow(False, info.name, key, f"{loaded}{r.error}: {r.detail}")
+        checks["answers"] = f"no: {r.error}"
+        return CheckRow(False, info.name, key, f"{loaded}{r.error}: {r.detail}", checks)
+    checks["answers"] = f"yes, in {r.e2e_ns / 1e9:.2f} s"
+    facts = model_facts(target, served)
+    checks.update(_fact_checks(target, facts))
     answer = " ".join(r.output.split())[:60]
     return CheckRow(True, info.name, key, f"{loaded}answered in {r.e2e_ns / 1e9:.2f} s as {r.resolved_model}: "
-                                          f"{answer!r}{_memory_text(target)}{_facts_text(model_facts(target, served))}")
+                                          f"{answer!r}{_memory_text(target)}{_facts_text(facts)}", checks)
+
+
+def _fact_checks(target: Target, facts: dict) -> dict[str, str]:
+    """memory / disk / license: the figure and where it comes from, or unknown and why."""
+    unknown = facts.get("unknown") if isinstance(facts.get("unknown"), dict) else {}
+    sources = facts.get("sources") if isinstance(facts.get("sources"), dict) else {}
+    with target.runtime.watch_memory() as reading:
+        pass
+    out = {}
+    if reading and reading.before_bytes:
+        out["memory"] = f"{size_text(reading.before_bytes)} (the server's processes now)"
+    elif isinstance(facts.get("runtime_memory_bytes"), int):
+        out["memory"] = f"{size_text(facts['runtime_memory_bytes'])} ({sources.get('runtime_memory_bytes', 'runtime')})"
+    else:
+        out["memory"] = "unknown: " + str(unknown.get("runtime_memory_bytes") or
+                                          "bench cannot see the server's processes (not on this machine, or "
+                                          "bench's own) and its runtime reports none")
+    disk = facts.get("disk_bytes")
+    out["disk"] = (f"{size_text(disk)} ({sources.get('disk_bytes', 'runtime')})" if isinstance(disk, int) and disk
+                   else "unknown: " + str(unknown.get("disk_bytes") or "not reported"))
+    lic = facts.get("license")
+    out["license"] = (f"{lic} ({sources.get('license', 'runtime')})" if isinstance(lic, str) and lic
+                      else "unknown: " + str(unknown.get("license") or "not reported: set license: in bench.yaml"))
+    return {k: v[:200] for k, v in out.items()}
 
 
 def _memory_text(target: Target) -> str:

@@ -71,7 +71,9 @@ class NotDownloaded(BenchError):
 def size_text(n: int | None) -> str:
     if not n:
         return "size unknown"
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+    if n >= 1e9:
+        return f"{n / 1e9:.1f} GB"
+    return f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB" if n >= 1e3 else f"{n} bytes"
 
 
 # What Runtime.model_facts may return (keys of ModelInfo.extra; figures in bytes and seconds):
