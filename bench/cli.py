@@ -201,6 +201,9 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
         err.print(Text("failures:", style="bold yellow"))
         for line in problems:
             err.print(Text("  ") + line)
+    for e in run.endpoints:
+        if e.runtime_note:
+            err.print(Text(f"warning: {e.name}: {e.runtime_note}", style="yellow"))
     missing = {k: i.extra["not_downloaded"].get("size_bytes") for k, i in run.models.items()
                if i.status == "skipped" and isinstance(i.extra.get("not_downloaded"), dict)}
     if missing:

@@ -172,3 +172,31 @@ def test_bench_models_lists_each_check_with_its_source_and_json(llama, tmp_path)
     assert next(x for x in rows if x["model"] == "nope")["checks"] == {"present": "no"}
     table = cli("models", "--endpoint", llama.url, "--models", MODEL)
     assert "each model: what its runtime tells" in table.output and "Apache-2.0" in table.output
+
+
+def test_a_forced_runtime_the_endpoint_does_not_answer_like_is_used_and_flagged(server, tmp_path):
+    from tests.conftest import cli
+
+    server.set_model("m", Script())
+    (tmp_path / "bench.yaml").write_text(f"endpoints:\n  - {{name: e, base_url: '{server.url}', runtime: llama-server}}\n"
+                                         "models: [{name: m}]\nrounds: 1\nwarmup: 0\n")
+    r = cli("collect", "--config", str(tmp_path / "bench.yaml"), "-q", "--results-dir", str(tmp_path / "results"))
+    assert r.exit_code == 0, r.output
+    note = ("bench.yaml says runtime llama-server, but the endpoint does not answer like llama.cpp llama-server "
+            "(it answers like OpenAI-compatible server)")
+    assert note in r.stderr
+    run = store.load_run(next((tmp_path / "results").glob("*.json")))
+    assert run.endpoints[0].runtime == "llama-server" and note in run.endpoints[0].runtime_note
+    assert run.models["m"].status == "ok"
+    rows = cli("models", "--config", str(tmp_path / "bench.yaml"), "--json")
+    assert note in rows.output
+
+
+def test_forcing_the_generic_runtime_is_never_flagged(llama):
+    from bench.config import resolve
+    from bench.measure.targets import open_target
+
+    plan = resolve(None, env={}, endpoint=llama.url, models=MODEL)
+    ep = plan.endpoints["default"].model_copy(update={"runtime": "openai-compatible"})
+    target = open_target("default", ep, {}, 10)
+    assert target.probe.runtime == "openai-compatible" and target.probe.runtime_note is None

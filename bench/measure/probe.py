@@ -42,6 +42,8 @@ def checklist(plan: Plan, *, env: Mapping[str, str], timeout_s: float = 60.0) ->
         runtime = f"{info.runtime} {info.runtime_version or '(version not reported)'}"
         rows.append(CheckRow(info.reachable, name, None,
                              f"{info.base_url}{server}, runtime {runtime}: " + (info.error or f"lists {listed}")))
+        if info.runtime_note:
+            rows.append(CheckRow(False, name, None, info.runtime_note))
         if not info.reachable:
             continue
         for m in (m for m in plan.models if not m.embedded and plan.endpoint_of(m).name == name):

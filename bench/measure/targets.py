@@ -30,7 +30,8 @@ def probe_endpoint(name: str, endpoint: Endpoint, client: openai.OpenAI, timeout
     """GET /models: reachable? what does the server list? which runtime is it? (never raises; bounded)"""
     if runtime is None:
         runtime = runtimes.detect(connection(client), getattr(endpoint, "runtime", None))
-    info = EndpointInfo(name=name, base_url=redact_url(endpoint.base_url), reachable=False, runtime=runtime.name)
+    info = EndpointInfo(name=name, base_url=redact_url(endpoint.base_url), reachable=False, runtime=runtime.name,
+                        runtime_note=runtime.note)
     listed = runtime.list_models(timeout_s)
     info.server, info.models = listed.server, listed.ids
     if listed.status is None:

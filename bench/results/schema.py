@@ -42,6 +42,7 @@ def utcnow() -> str:
 #   5 (bench 0.4.0): server timings. `sample.server` (the server's own account of the request:
 #     time to first token, prompt and decode tokens and seconds, load time, and where it came
 #     from: the response itself or a paired native request sent outside the timed ones).
+#     `endpoints[].runtime_note` (a runtime bench.yaml forced that the endpoint does not answer like).
 #     Upgrading a version-4 file sets `server: null`.
 SCHEMA_VERSION = 5
 
@@ -171,6 +172,8 @@ class EndpointInfo(_Model):
     error: str | None = None
     runtime: str | None = Field(None, description="the runtime bench detected (or was told) serves this endpoint")
     runtime_version: str | None = Field(None, description="its version as the server reports it, untrusted text")
+    runtime_note: str | None = Field(None, description="why the runtime may be wrong: bench.yaml forced one the "
+                                                       "endpoint does not answer like")
 
 
 class ModelInfo(_Model):

@@ -59,17 +59,27 @@ def detect(conn: Connection, forced: str | None = None) -> Runtime:
     """The runtime serving ``conn``: the one bench.yaml forces, else the first that recognises it.
     A runtime whose detection fails on a hostile answer is passed over, never fatal."""
     if forced:
-        for cls in RUNTIMES:
-            if cls.name == forced:
-                return cls(conn)
-        raise ConfigError(f"unknown runtime '{forced}'; known: {', '.join(r.name for r in RUNTIMES)}")
+        chosen = next((cls for cls in RUNTIMES if cls.name == forced), None)
+        if chosen is None:
+            raise ConfigError(f"unknown runtime '{forced}'; known: {', '.join(r.name for r in RUNTIMES)}")
+        runtime = chosen(conn)
+        if chosen is not OpenAICompatible and not _answers_like(chosen, conn):
+            seen = next((cls for cls in RUNTIMES if cls is not chosen and _answers_like(cls, conn)), OpenAICompatible)
+            runtime.note = (f"bench.yaml says runtime {forced}, but the endpoint does not answer like {chosen.label} "
+                            f"(it answers like {seen.label}); bench uses {forced} as told: fix or remove runtime: "
+                            "in bench.yaml if that is wrong")
+        return runtime
     for cls in RUNTIMES:
-        try:
-            if cls.detect(conn):
-                return cls(conn)
-        except (HTTPFailure, ValueError, KeyError, TypeError, AttributeError):
-            continue
+        if _answers_like(cls, conn):
+            return cls(conn)
     return OpenAICompatible(conn)
+
+
+def _answers_like(cls: type[Runtime], conn: Connection) -> bool:
+    try:
+        return bool(cls.detect(conn))
+    except (HTTPFailure, ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 __all__ = ["EMBEDDED_NAME", "Connection", "HTTPFailure", "MemoryReading", "ModelList", "RUNTIMES", "Runtime", "detect", "names",

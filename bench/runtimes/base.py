@@ -139,6 +139,7 @@ class Runtime:
     def __init__(self, conn: Connection | None):
         self.conn = conn
         self.own: OwnServer | None = None  # set when the runtime found or started the server itself
+        self.note: str | None = None  # why this runtime may be the wrong one (forced, but answers unlike it)
 
     # -- which runtime is this endpoint?
     @classmethod
