@@ -23,6 +23,7 @@ from bench.quality.annotations import (
 )
 from bench.quality.judge import judge_run
 from bench.results import journal, store
+from bench.results.schema import SCHEMA_VERSION
 from tests.conftest import Script, cli, collect
 
 GOOD = ["Retrieval augmented generation retrieves relevant documents from an external knowledge source. ",
@@ -213,7 +214,7 @@ def test_version_1_files_are_upgraded(server):
         s.pop("scenario")
     out.path.write_text(json.dumps(data))
     run = store.load_run(out.path)
-    assert run.schema_version == store.SCHEMA_VERSION and run.judgements == [] and run.samples[0].rubric is None
+    assert run.schema_version == SCHEMA_VERSION and run.judgements == [] and run.samples[0].rubric is None
     assert run.workload.prompt_cache == "unknown"
 
 
