@@ -32,7 +32,8 @@ POST /extras/tokenize      only with tokenize=True.  Body {"input": text}
                            i.e. one token per whitespace-separated word, which
                            matches the default "tokN " pieces exactly.
 routes[(METHOD, PATH)]     extra routes a test adds (a runtime's own API): a (status, JSON)
-                           pair, or a function of the request body returning one.
+                           pair, or a function of the request body returning one; JSON may be
+                           Raw(bytes, content_type) for a body that is not JSON.
 anything else              404 with an OpenAI-style error body.
 
 Control endpoints (for the subprocess mode; not recorded, never "down"):
@@ -175,6 +176,14 @@ class Script:
         if unknown:
             raise ValueError(f"unknown Script field(s): {sorted(unknown)}")
         return cls(**d)
+
+
+@dataclass
+class Raw:
+    """A route's reply that is not JSON: the bytes as they are (Prometheus text, NDJSON lines)."""
+
+    body: bytes
+    content_type: str = "text/plain"
 
 
 class _Headers(dict):
@@ -374,6 +383,8 @@ class _Handler(BaseHTTPRequestHandler):
         if (method, path) in fake.routes:  # a runtime's own routes: (status, JSON) or body -> (status, JSON)
             reply = fake.routes[(method, path)]
             status, obj = reply(body) if callable(reply) else reply
+            if isinstance(obj, Raw):
+                return self._send_raw(status, obj.body, obj.content_type)
             return self._send_json(status, obj)
         return self._send_error(404, f"Unknown endpoint: {method} {path}", code="not_found")
 

@@ -18,9 +18,10 @@ from bench.runtimes.base import (
 from bench.runtimes.foundry import FoundryLocal
 from bench.runtimes.generic import OpenAICompatible
 from bench.runtimes.llamacpp import LlamaServer
+from bench.runtimes.ollama import Ollama
 from bench.runtimes.http import Connection, HTTPFailure
 
-RUNTIMES: list[type[Runtime]] = [FoundryLocal, LlamaServer, OpenAICompatible]
+RUNTIMES: list[type[Runtime]] = [FoundryLocal, Ollama, LlamaServer, OpenAICompatible]
 
 
 def register(runtime: type[Runtime]) -> type[Runtime]:

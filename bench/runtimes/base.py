@@ -64,7 +64,7 @@ class NotDownloaded(BenchError):
     def __init__(self, model: str, size_bytes: int | None, size_source: str, can_download: bool, how: str):
         self.model, self.size_bytes, self.can_download = model, size_bytes, can_download
         size = f"{size_text(size_bytes)} per {size_source}" if size_bytes else f"size not reported by {size_source}"
-        todo = "bench collect --download downloads it" if can_download else how
+        todo = f"bench collect --download downloads it (or: {how})" if can_download else how
         super().__init__(f"{model} is not downloaded ({size}); bench downloads models only when asked: {todo}")
 
 

@@ -239,9 +239,10 @@ class FoundryLocal(Runtime):
         size_mb = self._catalog(model_id).get("catalog_size_mb")
         size = size_mb * 1_048_576 if isinstance(size_mb, int) and size_mb > 0 else None
         ours = self._sdk is not None
-        return NotDownloaded(name, size, "Foundry Local's catalog" if size else "Foundry Local's web service", ours,
-                             f"download it with Foundry Local (foundry model download {name}; `foundry model list` "
-                             "shows its size), then run again (bench downloads only into a Foundry Local it started)")
+        how = (f"foundry model download {name}" if ours else
+               f"download it with Foundry Local (foundry model download {name}; `foundry model list` shows its "
+               "size), then run again (bench downloads only into a Foundry Local it started)")
+        return NotDownloaded(name, size, "Foundry Local's catalog" if size else "Foundry Local's web service", ours, how)
 
     def download(self, model_id: str, progress: Any) -> None:
         if self._sdk is None:

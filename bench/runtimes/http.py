@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from bench.errors import ResponseError
 from bench.util.bounded import excerpt, read_bounded
 
 MAX_JSON_BYTES = 4 << 20  # an answer to a runtime's question larger than this is not an answer
+MAX_LINE_BYTES = 64 << 10  # one line of a streamed progress answer
 
 
 class HTTPFailure(Exception):
@@ -79,3 +80,34 @@ class Connection:
 
     def post(self, path: str, body: Any, **kw: Any) -> Answer:
         return self.request("POST", path, body=body, **kw)
+
+    def stream_lines(self, path: str, body: Any, *, root: bool = False, timeout_s: float = 3600.0,
+                     max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+        """POST, then the answer's lines as they come (newline-delimited JSON progress, such as
+        Ollama's pull): each line bounded, the whole within ``timeout_s``; HTTPFailure otherwise."""
+        url = (self.root if root else self.base_url.rstrip("/")) + path
+        headers = {**self.headers, "Accept": "application/x-ndjson", "Accept-Encoding": "identity"}
+        deadline = time.monotonic() + timeout_s
+        try:
+            request = self.http.build_request("POST", url, json=body, params=self.query or None, headers=headers,
+                                              timeout=min(timeout_s, 300.0))
+            response = self.http.send(request, stream=True, follow_redirects=False)
+            try:
+                if response.status_code != 200:
+                    raise HTTPFailure(f"POST {path} answered HTTP {response.status_code}", response.status_code)
+                pending = b""
+                for data in response.iter_raw():
+                    pending += data
+                    *lines, pending = pending.split(b"\n")
+                    yield from (line for line in lines if line.strip())
+                    if len(pending) > max_line:
+                        raise HTTPFailure(f"POST {path} sent a line longer than {max_line} bytes")
+                    if time.monotonic() > deadline:
+                        raise HTTPFailure(f"POST {path} took longer than {timeout_s:.0f} s")
+                if pending.strip():
+                    yield pending
+            finally:
+                response.close()
+        except self.transport_errors as e:
+            raise HTTPFailure(f"{type(e).__name__}: {excerpt(str(e))}") from None
+
