@@ -136,7 +136,7 @@ def test_bench_yaml_can_force_a_runtime_and_names_the_known_ones(tmp_path, toy):
     assert resolve(tmp_path / "bench.yaml", env={}).endpoints["e"].runtime == "toy"
     (tmp_path / "bench.yaml").write_text(
         "endpoints:\n  - {name: e, base_url: 'http://127.0.0.1:9/v1', runtime: nope}\nmodels: [{name: m}]\n")
-    with pytest.raises(ConfigError, match=r"bench\.yaml:2.*unknown runtime 'nope'; known: foundry, ollama, llama-server, toy, openai-compatible"):
+    with pytest.raises(ConfigError, match=r"bench\.yaml:2.*unknown runtime 'nope'; known: foundry, ollama, lmstudio, llama-server, vllm, toy, openai-compatible"):
         resolve(tmp_path / "bench.yaml", env={})
 
 

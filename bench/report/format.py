@@ -243,7 +243,10 @@ _EXTRA_LABELS = {
     "runtime_memory_bytes": "memory the runtime reports", "vram_bytes": "GPU memory the runtime reports",
     "digest": "digest", "family": "family", "format": "format", "sources": "where each figure comes from",
     "runtime_load_s": "load time the runtime reports", "download": "download", "seconds": "seconds",
-    "not_downloaded": "not downloaded", "size_bytes": "size",
+    "not_downloaded": "not downloaded", "size_bytes": "size", "engine": "inference engine",
+    "weights_root": "weights", "weights_parent": "parent model", "requests_running": "requests running",
+    "requests_waiting": "requests waiting", "kv_cache_usage": "KV-cache usage (0-1)",
+    "prefix_cache_queries": "prefix-cache queries (tokens)", "prefix_cache_hits": "prefix-cache hits (tokens)",
 }
 
 

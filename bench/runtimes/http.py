@@ -75,6 +75,26 @@ class Connection:
             raise HTTPFailure(f"{method} {path} did not answer JSON: {excerpt(raw)}", response.status_code) from None
         return Answer(response.status_code, server, data)
 
+    def get_text(self, path: str, *, root: bool = False, timeout_s: float = 10.0,
+                 max_bytes: int = MAX_JSON_BYTES) -> str:
+        """GET a text answer (Prometheus metrics): bounded, decoded leniently; HTTPFailure otherwise."""
+        url = (self.root if root else self.base_url.rstrip("/")) + path
+        headers = {**self.headers, "Accept": "text/plain", "Accept-Encoding": "identity"}
+        try:
+            request = self.http.build_request("GET", url, params=self.query or None, headers=headers, timeout=timeout_s)
+            response = self.http.send(request, stream=True, follow_redirects=False)
+            try:
+                if response.status_code != 200:
+                    raise HTTPFailure(f"GET {path} answered HTTP {response.status_code}", response.status_code)
+                raw = read_bounded(response, max_bytes, time.perf_counter_ns() + int(timeout_s * 1e9))
+            finally:
+                response.close()
+        except self.transport_errors as e:
+            raise HTTPFailure(f"{type(e).__name__}: {excerpt(str(e))}") from None
+        except ResponseError as e:
+            raise HTTPFailure(f"GET {path} returned something unexpected: {excerpt(str(e))}") from None
+        return raw.decode("utf-8", errors="replace")
+
     def get(self, path: str, **kw: Any) -> Answer:
         return self.request("GET", path, **kw)
 
