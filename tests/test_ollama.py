@@ -177,3 +177,19 @@ def test_bench_models_shows_the_checklist_for_ollama(ollama):
     assert row.checks["disk"] == "2.0 GB (Ollama /api/tags)"
     missing = next(r for r in rows if r.model == "llama3")
     assert not missing.ok and "closest: llama3.2:latest" in missing.detail
+
+
+def test_the_run_page_shows_each_fact_with_its_source(ollama, tmp_path):
+    from bench.report.render import render
+
+    out = collect(ollama, NAME, rounds=1, warmup=0)
+    render(out.path.parent, tmp_path / "site")
+    page = next(p for p in (tmp_path / "site" / "report" / "runs").glob("*.md") if p.name != "index.md").read_text()
+    assert "| runtime fact | value | from |" in page
+    assert "| disk footprint | 1.9 GiB | Ollama /api/tags |" in page
+    assert "| memory the runtime reports | 3.1 GiB | Ollama /api/ps |" in page
+    assert "| license | Llama 3.2 Community License | Ollama /api/show |" in page
+    assert "| license text | LLAMA 3.2 COMMUNITY LICENSE AGREEMENT | Ollama /api/show |" in page
+    selection = (tmp_path / "site" / "report" / "selection.md").read_text()
+    assert "| llama3.2 | 3.1 GiB (Ollama /api/ps) | 1.9 GiB (Ollama /api/tags) | Llama 3.2 Community License " \
+           "(Ollama /api/show) |" in selection
