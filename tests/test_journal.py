@@ -194,3 +194,29 @@ def test_results_files_are_readable_by_the_team(server):
     finally:
         os.umask(old)
     assert out.path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_lock_holder_that_has_not_written_its_pid_yet_is_waited_for(tmp_path):
+    # The holder locks, then writes "pid N (purpose)"; a reader that came in between waits for it.
+    import os
+    import threading
+
+    from bench.results.journal import _holder
+
+    path = tmp_path / "x.lock"
+    path.write_text("")
+    fd = os.open(path, os.O_RDWR)
+    writer = threading.Timer(0.1, lambda: path.write_text("pid 42 (bench collect)"))
+    writer.start()
+    try:
+        assert _holder(fd) == "pid 42 (bench collect)"
+    finally:
+        writer.join()
+        os.close(fd)
+    empty = tmp_path / "empty.lock"
+    empty.write_text("")
+    fd = os.open(empty, os.O_RDWR)
+    try:
+        assert _holder(fd, tries=2, wait_s=0.001) == "another bench process"
+    finally:
+        os.close(fd)

@@ -65,6 +65,7 @@ def test_llama_server_is_recognised_with_its_build_and_facts(llama):
     assert info.extra["sources"]["parameters"] == "llama-server /v1/models meta"
     # model_path does not exist here: disk and license are unknown, with the reason
     assert "cannot read smollm2.gguf" in info.extra["unknown"]["disk_bytes"]
+    assert info.extra["unknown"]["license"].startswith("cannot read smollm2.gguf: set license:")
 
 
 def test_every_request_keeps_the_servers_own_timings_beside_ours(llama):

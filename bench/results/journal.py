@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -43,6 +44,19 @@ def _dump(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
+def _holder(fd: int, tries: int = 20, wait_s: float = 0.025) -> str:
+    """Who holds a lock, as it wrote itself into the file: the holder writes right after it
+    locks, so a reader that came in between waits a moment for the line."""
+    for attempt in range(tries):
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 512).decode("utf-8", "replace").strip()
+        if text:
+            return text
+        if attempt + 1 < tries:
+            time.sleep(wait_s)
+    return "another bench process"
+
+
 class RunLock:
     """An exclusive advisory lock on one run, held for as long as this object is open."""
 
@@ -59,7 +73,7 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 512).decode("utf-8", "replace").strip() or "another bench process"
+            holder = _holder(fd)
             os.close(fd)
             raise RunLocked(f"run {self.run_id} is being written by {holder}; wait until it finishes "
                             "(or stop it), then try again") from None

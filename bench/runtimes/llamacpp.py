@@ -133,6 +133,7 @@ def _gguf_facts(path: Path) -> dict[str, Any]:
         facts["disk_bytes"], facts["sources"]["disk_bytes"] = os.stat(path).st_size, f"size of {path.name}"
     except OSError as e:
         unknown["disk_bytes"] = f"cannot read {path.name} ({e.strerror})"
+        unknown["license"] = f"cannot read {path.name}: set license: for the model in bench.yaml"
         return {"unknown": unknown, **facts}
     meta: dict[str, Any] = {}
     with contextlib.suppress(Exception):  # noqa: BLE001 - a file bench cannot parse yields no facts
