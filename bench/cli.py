@@ -12,14 +12,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
@@ -28,9 +20,9 @@ from bench import config as config_mod
 from bench.errors import BenchError
 from bench.measure import runner
 from bench.report import format as textfmt
-from bench.results import metrics, stats, store
+from bench.report.terminal import ProgressReporter, failure_lines, summary_table
+from bench.results import stats, store
 from bench.results.journal import RunWriter
-from bench.results.schema import ModelInfo, Run, Sample
 from bench.runtimes.base import size_text
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -56,76 +48,6 @@ def main() -> None:
     bench collect runs a model x prompt matrix and writes results/<run-id>.json;
     bench show summarizes a run; bench models checks that servers and models answer.
     """
-
-
-def summary_table(run: Run) -> Table:
-    """Per model: counts, then each request-level metric's table statistics (model-level figures
-    such as memory are in ``--json``, the exports and the pages)."""
-    columns = metrics.columns("table", "request")
-    t = Table(title=Text(f"run {run.run_id} ({run.status})"), title_justify="left")
-    for col in ["model", "ok", "failed", *(textfmt.metric_heading(m, stat) for m, stat in columns), "tokens from"]:
-        t.add_column(col, justify="left" if col in ("model", "tokens from") else "right")
-    for ms in stats.run_stats(run):
-        info = run.models[ms.model]
-        name = Text(ms.model)
-        if info.status in ("skipped", "failed"):
-            name.append(f" ({info.status})", style="yellow")
-        t.add_row(
-            name, str(ms.ok), Text(str(ms.failed), style="red" if ms.failed else ""),
-            *(textfmt.metric_number(m, ms.figure(m, stat)) for m, stat in columns),
-            Text(", ".join(ms.tokens_sources) or "–"),
-        )
-    return t
-
-
-def failure_lines(run: Run) -> list[Text]:
-    lines = []
-    for key, info in run.models.items():
-        if info.status in ("skipped", "failed"):
-            lines.append(Text(f"{key}: {info.status}: {info.reason}"))
-    counts: dict[tuple[str, str], list[Sample]] = {}
-    for s in run.samples:
-        if not s.ok:
-            counts.setdefault((s.model, s.error or "?"), []).append(s)
-    for (model, error), ss in counts.items():
-        warm = sum(1 for s in ss if s.warmup)
-        extra = f" ({warm} in warmup)" if warm else ""
-        lines.append(Text(f"{model}: {len(ss)} × {error}{extra}: {ss[-1].error_detail}"))
-    return lines
-
-
-class ProgressReporter:
-    def __init__(self, console: Console, enabled: bool):
-        self.enabled = enabled
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
-        )
-        self.task = None
-
-    def __enter__(self) -> "ProgressReporter":
-        if self.enabled:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self.progress.stop()
-
-    def start(self, run: Run, total: int) -> None:
-        if self.enabled:
-            self.task = self.progress.add_task(f"run {run.run_id}", total=total)
-
-    def model(self, key: str, info: ModelInfo) -> None:
-        if self.enabled and info.status != "ok":
-            self.progress.console.print(Text(f"{key}: {info.status}: {info.reason}", style="yellow"))
-
-    def note(self, text: str) -> None:
-        (self.progress.console if self.enabled else err).print(Text(text))
-
-    def sample(self, sample: Sample) -> None:
-        if self.enabled and self.task is not None:
-            self.progress.update(self.task, advance=1, description=Text(f"{sample.model} · {sample.prompt_id}").plain)
 
 
 def _sigterm_as_interrupt() -> None:
@@ -156,6 +78,10 @@ def _sigterm_as_interrupt() -> None:
 @click.option("--no-stream", is_flag=True, default=None, help="Non-streamed requests: end-to-end latency only.")
 @click.option("--prompt-cache", type=click.Choice(["cold", "warm"]),
               help="cold (default): no measured prompt reuses a cached prefill; warm: measure the cached case.")
+@click.option("--concurrency", metavar="LEVELS",
+              help="Closed-loop load: streams in flight per level, e.g. 1,4,16,64 (each starts its next request "
+                   "when one ends).")
+@click.option("--requests-per-level", type=int, help="Measured requests per concurrency level (default 32).")
 @click.option("--resume", "resume", metavar="RUN_ID", help="Run only the missing cells of an earlier run.")
 @click.option("--download", is_flag=True,
               help="Download models the runtime lists but has not got (Foundry Local started by bench). Never without it.")
@@ -166,8 +92,8 @@ def _sigterm_as_interrupt() -> None:
 def collect(config_path: Path | None, endpoint: str | None, models: str | None, prompts: Path | None,
             rounds: int | None, warmup: int | None, max_tokens: int | None, timeout: float | None,
             stall_timeout: float | None, results_dir: Path | None, no_stream: bool | None,
-            prompt_cache: str | None, resume: str | None, download: bool, server_timings: bool,
-            quiet: bool) -> None:
+            prompt_cache: str | None, concurrency: str | None, requests_per_level: int | None,
+            resume: str | None, download: bool, server_timings: bool, quiet: bool) -> None:
     """Run the model x prompt matrix and write results/<run-id>.json."""
     env = os.environ
     if resume:
@@ -184,6 +110,7 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
             config_path, env=env, endpoint=endpoint, models=models, prompts=prompts, rounds=rounds,
             warmup=warmup, max_tokens=max_tokens, timeout=timeout, stall_timeout=stall_timeout,
             results_dir=results_dir, stream=False if no_stream else None, prompt_cache=prompt_cache,
+            concurrency=_levels(concurrency), requests_per_level=requests_per_level,
         )
         plan, writer = runner.prepare(plan)
     if not plan.generation.stream:
@@ -219,6 +146,20 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
     if bad:
         raise BenchError(f"{len(bad)} of {len(run.models)} models were not measured ({', '.join(bad)}); "
                          "see the failures above")
+
+
+def _levels(text: str | None) -> list[int] | None:
+    """--concurrency 1,4,16 -> [1, 4, 16]; a clear error for anything else."""
+    if text is None:
+        return None
+    try:
+        levels = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give whole numbers of streams, e.g. 1,4,16",
+                                 param_hint="--concurrency") from None
+    if not levels:
+        raise click.BadParameter("give at least one level, e.g. 1,4,16", param_hint="--concurrency")
+    return levels
 
 
 DEFAULT_DOCS_DIR = Path("site_src")

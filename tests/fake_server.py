@@ -159,6 +159,10 @@ class Script:
     # A prompt cache, as vLLM's prefix caching or llama.cpp's: messages this server has seen before
     # (any earlier request) are answered with this TTFT instead of ttft_s. None: no cache.
     cached_ttft_s: float | None = None
+    # A server of limited capacity (streams only): with more than `capacity` streams in flight every
+    # stream's gaps between tokens stretch in proportion (n streams: itl_s * n / capacity), as a
+    # batching server's do once its compute is saturated. None: no limit.
+    capacity: int | None = None
     # Fields a runtime adds to the last chunk (streams) or the body, e.g. llama-server's "timings".
     final_extra: dict[str, Any] | None = None
     # Hostile modes (see the module docstring).
@@ -563,15 +567,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         write(chunk({"role": "assistant", "content": ""}))
 
-        for k, (key, text) in enumerate(chunks):
-            if script.truncate_after is not None and k >= script.truncate_after:
-                return
-            if script.stall_after is not None and k >= script.stall_after:
-                self._sleep_until(time.perf_counter() + script.stall_s)
-                return
-            payload = chunk({key: text})  # encode before waiting: nothing but the write after the deadline
-            self._sleep_until(t0 + script.ttft_s + k * script.itl_s)
-            write(payload)
+        fake = self.server.fake
+        with fake._lock:
+            fake.in_flight += 1
+            fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+        try:
+            due = t0 + script.ttft_s
+            for k, (key, text) in enumerate(chunks):
+                if script.truncate_after is not None and k >= script.truncate_after:
+                    return
+                if script.stall_after is not None and k >= script.stall_after:
+                    self._sleep_until(time.perf_counter() + script.stall_s)
+                    return
+                payload = chunk({key: text})  # encode before waiting: nothing but the write after the deadline
+                if k and script.capacity:  # the next gap, stretched by the streams in flight now
+                    due += script.itl_s * max(1.0, fake.in_flight / script.capacity)
+                elif k:
+                    due = t0 + script.ttft_s + k * script.itl_s
+                self._sleep_until(due)
+                write(payload)
+        finally:
+            with fake._lock:
+                fake.in_flight -= 1
         n = len(chunks)
         if script.truncate_after is not None and n >= script.truncate_after:
             return
@@ -607,6 +624,8 @@ class FakeServer:
         self.redirects: dict[str, tuple[int, str]] = {}
         self.tokenize_reply: Any = None
         self.routes: dict[tuple[str, str], Any] = {}
+        self.in_flight = 0  # streams being sent now (Script.capacity reads it)
+        self.max_in_flight = 0
         self._ids = 0
         self._conns: set[socket.socket] = set()
         self._stop_event = threading.Event()

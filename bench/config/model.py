@@ -169,6 +169,7 @@ class Plan:
     embedded: Embedded = field(default_factory=Embedded)
     prompt_cache: str = "cold"
     scenario: str = "sequential"
+    load: dict[str, Any] = field(default_factory=dict)  # the scenario's parameters (levels, requests, seed)
     notes: tuple[str, ...] = ()  # what a resume took from the user's config instead of the run file
 
     def endpoint_of(self, model: Model) -> Endpoint:
@@ -201,4 +202,5 @@ class Plan:
             "embedded": self.embedded.model_dump(),
             "prompt_cache": self.prompt_cache,
             "scenario": self.scenario,
+            "load": dict(self.load),
         }

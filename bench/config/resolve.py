@@ -199,9 +199,12 @@ def resolve(
     stream: bool | None = None,
     prompt_cache: str | None = None,
     require_endpoint: bool = True,
+    concurrency: list[int] | None = None,
+    requests_per_level: int | None = None,
 ) -> Plan:
     """bench.yaml < environment < flags, validated into a :class:`Plan`."""
     env = os.environ if env is None else env
+    load = _load_params(concurrency, requests_per_level)
     cfg, path, raw = _load_config(config_path)
     pick = _Picker()
     url = pick("endpoint", endpoint, env.get("FOUNDRY_LOCAL_ENDPOINT") or env.get("OPENAI_BASE_URL") or None, None)
@@ -221,11 +224,7 @@ def resolve(
     stall_v = pick("stall_timeout_s", stall_timeout, None, cfg.stall_timeout_s)
     check_numbers(rounds=rounds_v, warmup=warmup_v, timeout=timeout_v, stall_timeout=stall_v, max_tokens=tokens_v)
     check_matrix(len(resolved_models), len(prompt_list), rounds_v, warmup_v)
-    rdir = pick("results_dir", results_dir, env.get("BENCH_RESULTS_DIR") or None, None)
-    if rdir is None:
-        rdir = Path(cfg.results_dir)
-        if path is not None and not rdir.is_absolute():
-            rdir = path.parent / rdir
+    rdir = pick("results_dir", results_dir, env.get("BENCH_RESULTS_DIR") or None, None) or _configured_dir(cfg, path)
     return Plan(
         endpoints=endpoints,
         models=resolved_models,
@@ -242,7 +241,23 @@ def resolve(
         overrides=pick.overrides,
         embedded=cfg.embedded,
         prompt_cache=pick("prompt_cache", prompt_cache, None, cfg.prompt_cache),
+        scenario="concurrency" if load else "sequential",
+        load={**load, "seed": gen.seed if gen.seed is not None else 0} if load else {},
     )
+
+
+def _configured_dir(cfg: Any, path: Path | None) -> Path:
+    """bench.yaml's results_dir, relative to bench.yaml."""
+    rdir = Path(cfg.results_dir)
+    return rdir if path is None or rdir.is_absolute() else path.parent / rdir
+
+
+def _load_params(concurrency: list[int] | None, requests_per_level: int | None) -> dict[str, Any]:
+    """The load scenario's parameters from the flags (checked by the scenario before any request)."""
+    if requests_per_level is not None and not concurrency:
+        raise ConfigError("--requests-per-level is the size of each --concurrency level: give --concurrency too")
+    n = 32 if requests_per_level is None else requests_per_level
+    return {"levels": list(concurrency), "requests_per_level": n} if concurrency else {}
 
 
 def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path) -> Plan:
@@ -270,6 +285,7 @@ def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path) -> Plan:
             embedded=Embedded.model_validate(snapshot.get("embedded") or {}),
             prompt_cache=str(snapshot.get("prompt_cache") or "cold"),
             scenario=str(snapshot.get("scenario") or "sequential"),
+            load=dict(snapshot.get("load") or {}),
         ))
     except ValidationError as e:  # its text would repeat the stored values: show only what is wrong
         first = e.errors()[0]

@@ -134,7 +134,7 @@ def prepare(
         if plan.uses_embedded:
             embedded.check_runtime()
         ensure_writable(plan.results_dir)
-        run = _new_run(plan, scenarios.get(plan.scenario))
+        run = _new_run(plan, scenarios.get(plan.scenario, plan.load))
         return plan, RunWriter(run_path(plan.results_dir, run.run_id), run, new=True, journal=True, purpose="bench collect")
     rdir = results_dir or (plan.results_dir if plan else Path("results"))
     path = find_run(rdir, resume)
@@ -191,7 +191,7 @@ def collect(
 def _collect(plan: Plan, writer: RunWriter, *, env: Mapping[str, str], reporter: Reporter,
              sleep: Callable[[float], None], backoff_s: float, download: bool, server_timings: bool) -> None:
     run = writer.run
-    scenario = scenarios.get(plan.scenario)
+    scenario = scenarios.get(plan.scenario, plan.load)
     done = _final_cells(run)
     todo = {m.key: [c for c in scenario.cells(plan) if (m.key, c.prompt.id, c.round) not in done] for m in plan.models}
     total = sum(len(c) + (plan.warmup if c else 0) for c in todo.values())
@@ -287,7 +287,8 @@ class _ModelRun:
         self.opts, self.reporter, self.sleep = job.opts, job.reporter, job.sleep
         self.info, self.job = job.info, job
         plan = job.plan
-        self.mechanism = "prime" if plan.prompt_cache == "warm" else ("order" if target.embedded else "nonce")
+        ordered = target.embedded and plan.scenario == "sequential"  # "order" needs one request at a time
+        self.mechanism = "prime" if plan.prompt_cache == "warm" else ("order" if ordered else "nonce")
         self.info.extra["prompt_cache"] = {"mode": plan.prompt_cache, "mechanism": self.mechanism}
         self.extra_requests = 0
         self.served = served  # the id the runtime resolved the model's name to
@@ -437,7 +438,8 @@ def _run_model(job: _Job, target: Target) -> None:
         stopped = mr.stop_after(s, consecutive, remaining)
         return stopped
 
-    job.scenario.drive(job.cells, lambda c: mr.request(c.prompt, c.round, False, c.coords), stop)
+    job.scenario.drive(job.cells, lambda c: mr.request(c.prompt, c.round, False, c.coords), stop,
+                       lambda c: mr.request(c.prompt, c.round, True, c.coords))
     if stopped:
         return
     mine = [s for s in writer.run.samples if s.model == key and not s.warmup]

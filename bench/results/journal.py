@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -141,6 +142,7 @@ class RunWriter:
     def __init__(self, path: Path, run: Run, *, new: bool, journal: bool = False, purpose: str = "bench"):
         self.path, self.run, self.journaled = path, run, journal
         self._finished = False
+        self._mutex = threading.RLock()  # load scenarios add samples from several threads
         self.lock = RunLock(path, purpose).acquire()
         self.journal = Journal(journal_path(path))
         try:
@@ -153,22 +155,24 @@ class RunWriter:
             raise
 
     def add(self, sample: Sample) -> None:
-        if self.journaled:
-            self._append({"sample": sample.model_dump(mode="json")})
-            self.run.samples.append(sample)
-        else:
-            self.run.samples.append(sample)
-            self.save()
+        with self._mutex:
+            if self.journaled:
+                self._append({"sample": sample.model_dump(mode="json")})
+                self.run.samples.append(sample)
+            else:
+                self.run.samples.append(sample)
+                self.save()
 
     def save(self) -> None:
-        if not self.journaled:
-            self.fold()
-            return
-        self._append({"state": {
-            "models": {k: v.model_dump(mode="json") for k, v in self.run.models.items()},
-            "endpoints": [e.model_dump(mode="json") for e in self.run.endpoints],
-            "status": self.run.status, "ended_at": self.run.ended_at,
-        }})
+        with self._mutex:
+            if not self.journaled:
+                self.fold()
+                return
+            self._append({"state": {
+                "models": {k: v.model_dump(mode="json") for k, v in self.run.models.items()},
+                "endpoints": [e.model_dump(mode="json") for e in self.run.endpoints],
+                "status": self.run.status, "ended_at": self.run.ended_at,
+            }})
 
     def _append(self, record: dict[str, Any]) -> None:
         try:

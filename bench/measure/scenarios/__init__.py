@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from bench.errors import ConfigError
+from typing import Any
+
 from bench.measure.scenarios.base import Cell, Scenario
+from bench.measure.scenarios.concurrency import Concurrency
 from bench.measure.scenarios.sequential import Sequential
 
-SCENARIOS: dict[str, type[Scenario]] = {Sequential.name: Sequential}
+SCENARIOS: dict[str, type[Scenario]] = {Sequential.name: Sequential, Concurrency.name: Concurrency}
 
 
 def register(scenario: type[Scenario]) -> type[Scenario]:
@@ -14,11 +17,13 @@ def register(scenario: type[Scenario]) -> type[Scenario]:
     return scenario
 
 
-def get(name: str) -> Scenario:
+def get(name: str, params: dict[str, Any] | None = None) -> Scenario:
+    """The scenario ``name`` with its parameters (the plan's ``load``)."""
     try:
-        return SCENARIOS[name]()
+        cls = SCENARIOS[name]
     except KeyError:
         raise ConfigError(f"unknown scenario '{name}'; known: {', '.join(SCENARIOS)}") from None
+    return cls.from_params(dict(params or {}))
 
 
-__all__ = ["Cell", "SCENARIOS", "Scenario", "Sequential", "get", "register"]
+__all__ = ["SCENARIOS", "Cell", "Concurrency", "Scenario", "Sequential", "get", "register"]

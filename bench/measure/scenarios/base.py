@@ -37,6 +37,11 @@ Stop = Callable[[Sample, int, int], bool]
 class Scenario:
     name: ClassVar[str] = ""
 
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "Scenario":
+        """The scenario with the parameters the plan gives (``Plan.load``)."""
+        return cls()
+
     def params(self) -> dict[str, Any]:
         """What the workload records (and hashes) about this scenario."""
         return {"name": self.name}
@@ -45,6 +50,8 @@ class Scenario:
         """Every measured request of one model, in the order the scenario sends them."""
         raise NotImplementedError
 
-    def drive(self, cells: Iterable[Cell], send: Send, stop: Stop) -> None:
-        """Send the cells when they are due; return when done or when ``stop`` says so."""
+    def drive(self, cells: Iterable[Cell], send: Send, stop: Stop, warm: Send | None = None) -> None:
+        """Send the cells when they are due; return when done or when ``stop`` says so. ``warm``
+        sends an unmeasured request (a warmup sample), for scenarios that keep load between cells.
+        ``send`` and ``warm`` may be called from several threads at once."""
         raise NotImplementedError

@@ -14,7 +14,7 @@ class Sequential(Scenario):
     def cells(self, plan: Plan) -> list[Cell]:
         return [Cell(r, p) for r in range(plan.rounds) for p in plan.prompts]
 
-    def drive(self, cells: Iterable[Cell], send: Send, stop: Stop) -> None:
+    def drive(self, cells: Iterable[Cell], send: Send, stop: Stop, warm: Send | None = None) -> None:
         todo = list(cells)
         consecutive = 0
         for n, cell in enumerate(todo):

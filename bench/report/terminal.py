@@ -1,0 +1,85 @@
+"""What bench prints in a terminal: the summary table of a run, its failures, and the progress
+bar of bench collect (rich). The command line (bench.cli) calls these; nothing here runs a command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from bench.report import format as textfmt
+from bench.results import metrics, stats
+from bench.results.schema import ModelInfo, Run, Sample
+
+
+def summary_table(run: Run) -> Table:
+    """Per model: counts, then each request-level metric's table statistics (model-level figures
+    such as memory are in ``--json``, the exports and the pages)."""
+    columns = metrics.columns("table", "request")
+    t = Table(title=Text(f"run {run.run_id} ({run.status})"), title_justify="left")
+    for col in ["model", "ok", "failed", *(textfmt.metric_heading(m, stat) for m, stat in columns), "tokens from"]:
+        t.add_column(col, justify="left" if col in ("model", "tokens from") else "right")
+    for ms in stats.run_stats(run):
+        info = run.models[ms.model]
+        name = Text(ms.model)
+        if info.status in ("skipped", "failed"):
+            name.append(f" ({info.status})", style="yellow")
+        t.add_row(
+            name, str(ms.ok), Text(str(ms.failed), style="red" if ms.failed else ""),
+            *(textfmt.metric_number(m, ms.figure(m, stat)) for m, stat in columns),
+            Text(", ".join(ms.tokens_sources) or "–"),
+        )
+    return t
+
+
+def failure_lines(run: Run) -> list[Text]:
+    lines = []
+    for key, info in run.models.items():
+        if info.status in ("skipped", "failed"):
+            lines.append(Text(f"{key}: {info.status}: {info.reason}"))
+    counts: dict[tuple[str, str], list[Sample]] = {}
+    for s in run.samples:
+        if not s.ok:
+            counts.setdefault((s.model, s.error or "?"), []).append(s)
+    for (model, error), ss in counts.items():
+        warm = sum(1 for s in ss if s.warmup)
+        extra = f" ({warm} in warmup)" if warm else ""
+        lines.append(Text(f"{model}: {len(ss)} × {error}{extra}: {ss[-1].error_detail}"))
+    return lines
+
+
+class ProgressReporter:
+    def __init__(self, console: Console, enabled: bool):
+        self.enabled = enabled
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
+        )
+        self.task = None
+
+    def __enter__(self) -> "ProgressReporter":
+        if self.enabled:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+    def start(self, run: Run, total: int) -> None:
+        if self.enabled:
+            self.task = self.progress.add_task(f"run {run.run_id}", total=total)
+
+    def model(self, key: str, info: ModelInfo) -> None:
+        if self.enabled and info.status != "ok":
+            self.progress.console.print(Text(f"{key}: {info.status}: {info.reason}", style="yellow"))
+
+    def note(self, text: str) -> None:
+        self.progress.console.print(Text(text))
+
+    def sample(self, sample: Sample) -> None:
+        if self.enabled and self.task is not None:
+            self.progress.update(self.task, advance=1, description=Text(f"{sample.model} · {sample.prompt_id}").plain)

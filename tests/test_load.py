@@ -1,0 +1,97 @@
+"""Closed-loop load (--concurrency): against the scripted server grown a capacity limit (beyond S
+streams in flight every stream's token gaps stretch in proportion), bench keeps each level's
+streams in flight and sees the slowdown where it is."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.analysis.load import levels
+from bench.config import resolve
+from bench.errors import ConfigError
+from bench.measure import runner
+from bench.results import store
+from tests.conftest import Script, cli
+from tests.fake_server import FakeServer
+
+S = 4
+
+
+def _run(srv, levels_, n=16, **kw):
+    plan, writer = runner.prepare(resolve(None, env={}, endpoint=srv.url, models="m", concurrency=levels_,
+                                          requests_per_level=n, **kw))
+    return store.load_run(runner.collect(plan, writer, env={}, sleep=lambda s: None).path)
+
+
+def test_itl_doubles_from_s_to_2s_streams_and_every_level_keeps_its_streams_in_flight():
+    with FakeServer({"m": Script(itl_s=0.01, capacity=S)}) as srv:
+        run = _run(srv, [S, 2 * S])
+        assert srv.max_in_flight == 2 * S
+    a, b = levels(run, "m")
+    assert (a.concurrency, a.n, a.errors, b.concurrency, b.n, b.errors) == (S, 16, 0, 2 * S, 16, 0)
+    assert 1.6 < b.itl_p50 / a.itl_p50 < 2.5, (a.itl_p50, b.itl_p50)
+    # cool-down kept the level's streams busy until its last measured request ended
+    assert a.achieved_concurrency > 0.8 * S and b.achieved_concurrency > 0.8 * 2 * S
+    # throughput stops growing past S: twice the streams, about the same tokens/s
+    assert b.output_tokens_per_s / a.output_tokens_per_s < 1.3
+
+
+def test_samples_carry_their_level_and_unmeasured_requests_are_warmup():
+    with FakeServer({"m": Script(itl_s=0.002)}) as srv:
+        run = _run(srv, [1, 3], n=6)
+    measured = [s for s in run.samples if not s.warmup]
+    assert len(measured) == 12 and sorted({s.scenario["concurrency"] for s in measured}) == [1, 3]
+    assert len({s.round for s in measured}) == 12  # each cell once
+    warm = [s for s in run.samples if s.warmup and s.scenario.get("unmeasured")]
+    assert len(warm) >= 1 + 3  # at least each stream's ramp-up request
+    assert run.workload.scenario == {"name": "concurrency", "levels": [1, 3], "requests_per_level": 6, "seed": 42}
+    assert run.status == "complete"
+
+
+def test_prompts_are_drawn_in_a_fixed_seeded_order():
+    with FakeServer({"m": Script(itl_s=0.001)}) as srv:
+        first, second = _run(srv, [2], n=8), _run(srv, [2], n=8)
+    order = [[s.prompt_id for s in sorted((x for x in r.samples if not x.warmup), key=lambda x: x.round)]
+             for r in (first, second)]
+    assert order[0] == order[1] and len(set(order[0])) > 1
+    assert first.workload.hash == second.workload.hash
+
+
+def test_an_interrupted_load_run_resumes_only_its_missing_cells(tmp_path):
+    with FakeServer({"m": Script(itl_s=0.001)}) as srv:
+        run = _run(srv, [2], n=6, results_dir=tmp_path)
+        path = tmp_path / f"{run.run_id}.json"
+        data = path.read_text()
+        import json
+
+        d = json.loads(data)
+        d["samples"] = [s for s in d["samples"] if s["warmup"] or s["round"] < 3]
+        d["status"] = "interrupted"
+        path.write_text(json.dumps(d))
+        before = len(srv.requests)
+        r = cli("collect", "--resume", run.run_id, "--endpoint", srv.url, "--results-dir", str(tmp_path), "-q")
+        assert r.exit_code == 0, r.output
+    resumed = store.load_run(path)
+    assert sorted(s.round for s in resumed.samples if not s.warmup) == list(range(6))
+    assert len([x for x in srv.requests[before:] if x["path"] == "/v1/chat/completions"]) >= 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--concurrency", "0"], "levels must be from 1 to 1024"),
+    (["--concurrency", "2,x"], "give whole numbers of streams"),
+    (["--concurrency", "2", "--requests-per-level", "0"], "--requests-per-level must be a whole number of at least 1"),
+    (["--requests-per-level", "5"], "give --concurrency too"),
+])
+def test_bad_load_flags_are_one_line_errors_before_any_request(server, args, message):
+    server.set_model("m", Script())
+    r = cli("collect", "--endpoint", server.url, "--models", "m", "-q", *args)
+    assert r.exit_code == 2 and message in r.output + r.stderr and "Traceback" not in r.output + r.stderr
+    assert not [x for x in server.requests if x["path"] == "/v1/chat/completions"]
+
+
+def test_a_level_beyond_the_open_file_limit_is_refused(monkeypatch, server):
+    from bench.measure.scenarios import concurrency
+
+    monkeypatch.setattr(concurrency, "_open_files_limit", lambda: 100)
+    with pytest.raises(ConfigError, match=r"concurrency 64 needs about 192 open files; this process may open 100"):
+        concurrency.Concurrency.from_params({"levels": [1, 64], "requests_per_level": 4})
