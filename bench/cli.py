@@ -17,7 +17,7 @@ from rich.text import Text
 
 import bench
 from bench import config as config_mod
-from bench.errors import BenchError
+from bench.errors import BenchError, ConfigError
 from bench.measure import runner
 from bench.report import format as textfmt
 from bench.report.terminal import ProgressReporter, failure_lines, summary_table
@@ -260,6 +260,48 @@ def show(run_ref: str, results_dir: Path | None, as_json: bool) -> None:
     out.print(summary_table(run))
     for line in failure_lines(run):
         out.print(Text("  ") + line)
+
+
+@main.command()
+@click.argument("run_ref", default="latest", metavar="[RUN_ID|latest|FILE]")
+@click.option("--slo", help="Service-level objectives, e.g. 'ttft_p95<=0.5,tps_p50>=20' (default: slo: in bench.yaml).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="bench.yaml with slo:.")
+@click.option("--results-dir", type=click.Path(path_type=Path), help="Where run files are (default results/).")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict per model and level as JSON.")
+def capacity(run_ref: str, slo: str | None, config_path: Path | None, results_dir: Path | None,
+             as_json: bool) -> None:
+    """How many concurrent users each model serves within the SLOs (a --concurrency run)."""
+    from bench.analysis.capacity import capacity as capacity_of
+    from bench.analysis.capacity import parse_slo
+
+    slo = slo or config_mod.load_slo(config_path)
+    if not slo:
+        raise ConfigError("no SLO: pass --slo 'ttft_p95<=0.5,tps_p50>=20' or set slo: in bench.yaml")
+    bounds = parse_slo(slo)
+    run = store.load_run(_find_run(config_mod.results_dir(results_dir), run_ref))
+    verdict = capacity_of(run, bounds)
+    if not verdict:
+        raise BenchError(f"run {run.run_id} has no load levels: measure them with bench collect --concurrency 1,4,16")
+    if as_json:
+        click.echo(store.json_text({"run_id": run.run_id, "slo": slo, "models": verdict}))
+        return
+    for model, v in verdict.items():
+        out.print(Text(v["sentence"]))
+        t = Table(title_justify="left")
+        for col in ("streams", "achieved", "req/s", "tok/s", "TTFT p95 ms", "ITL p95 ms", "good", "passes"):
+            t.add_column(col, justify="right")
+        for lv in v["levels"]:
+            knee = " (knee)" if lv["concurrency"] == v["knee"] else ""
+            t.add_row(f"{lv['concurrency']}{knee}", _num(lv["achieved_concurrency"], 1), _num(lv["requests_per_s"], 2),
+                      _num(lv["output_tokens_per_s"], 0), _num(lv["ttft_p95"], 0, 1000), _num(lv["itl_p95"], 1, 1000),
+                      _num(lv["good_share"] and lv["good_share"] * 100, 0) + " %",
+                      Text("yes", style="green") if lv["passes"] else Text("no: " + "; ".join(lv["failed_bounds"]),
+                                                                          style="red"))
+        out.print(t)
+
+
+def _num(x: float | None, digits: int, scale: float = 1.0) -> str:
+    return "–" if x is None else f"{x * scale:.{digits}f}"
 
 
 @main.command()

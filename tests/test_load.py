@@ -95,3 +95,69 @@ def test_a_level_beyond_the_open_file_limit_is_refused(monkeypatch, server):
     monkeypatch.setattr(concurrency, "_open_files_limit", lambda: 100)
     with pytest.raises(ConfigError, match=r"concurrency 64 needs about 192 open files; this process may open 100"):
         concurrency.Concurrency.from_params({"levels": [1, 64], "requests_per_level": 4})
+
+
+def _capacity_run(tmp_path):
+    with FakeServer({"m": Script(itl_s=0.01, capacity=S)}) as srv:
+        return _run(srv, [1, 2, S, 2 * S, 4 * S], results_dir=tmp_path)
+
+
+def test_capacity_finds_s_under_an_slo_that_holds_only_up_to_s_and_the_knee_at_s(tmp_path):
+    import json
+
+    run = _capacity_run(tmp_path)
+    # up to S streams every gap is 10 ms; at 2S they are 20 ms: an ITL bound of 15 ms holds up to S
+    r = cli("capacity", run.run_id, "--results-dir", str(tmp_path), "--slo", "itl_p95<=0.015,ttft_p95<=0.5", "--json")
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.output)["models"]["m"]
+    assert m["max_concurrency"] == S and m["knee"] == S and m["max_rate"] is None
+    assert m["sentence"] == "m on this machine: ITL p95 ≤ 15 ms and TTFT p95 ≤ 500 ms up to 4 concurrent users"
+    by = {lv["concurrency"]: lv for lv in m["levels"]}
+    assert by[S]["passes"] and by[S]["good_share"] == 1.0 and by[S]["goodput"] > 0
+    assert not by[2 * S]["passes"] and by[2 * S]["failed_bounds"] == ["ITL p95 ≤ 15 ms"]
+    assert by[2 * S]["good_share"] < 0.2
+    table = cli("capacity", run.run_id, "--results-dir", str(tmp_path), "--slo", "itl_p95<=0.015")
+    assert "up to 4 concurrent users" in table.output and "4 (knee)" in table.output
+
+
+def test_an_slo_that_never_holds_says_so(tmp_path):
+    import json
+
+    run = _capacity_run(tmp_path)
+    r = cli("capacity", run.run_id, "--results-dir", str(tmp_path), "--slo", "tps_p50>=1000", "--json")
+    m = json.loads(r.output)["models"]["m"]
+    assert m["max_concurrency"] is None
+    assert m["sentence"].startswith("m on this machine: ≥ 1000 tok/s per user (p50) does not hold even at 1 concurrent")
+
+
+@pytest.mark.parametrize("slo, message", [
+    ("latency_p95<=1", "is not TERM_pNN<=NUMBER"), ("ttft_p90<=1", "NN one of 50, 95, 99"),
+    ("ttft_p95<1", "is not TERM_pNN"), ("ttft_p95<=", "is not TERM_pNN"), (",", "an empty SLO"),
+])
+def test_a_malformed_slo_is_a_one_line_error(slo, message):
+    from bench.analysis.capacity import parse_slo
+
+    with pytest.raises(ConfigError, match=message):
+        parse_slo(slo)
+
+
+def test_capacity_of_a_run_without_levels_says_how_to_measure_them(server, tmp_path):
+    server.set_model("m", Script())
+    from tests.conftest import collect
+
+    out = collect(server, "m", rounds=1, warmup=0, results_dir=tmp_path)
+    r = cli("capacity", out.run.run_id, "--results-dir", str(tmp_path), "--slo", "ttft_p95<=1")
+    assert r.exit_code == 1 and "has no load levels: measure them with bench collect --concurrency" in r.stderr
+
+
+def test_a_serial_runtime_is_said_to_queue_not_batch(tmp_path):
+    import json
+
+    run = _capacity_run(tmp_path)
+    path = next(tmp_path.glob("*.json"))
+    data = json.loads(path.read_text())
+    data["models"]["m"]["runtime"] = "foundry"
+    path.write_text(json.dumps(data))
+    m = json.loads(cli("capacity", run.run_id, "--results-dir", str(tmp_path), "--slo", "itl_p95<=0.015",
+                       "--json").output)["models"]["m"]
+    assert m["sentence"].endswith("(Foundry Local serves one request at a time by design: more users queue)")

@@ -147,6 +147,8 @@ class Config(_Strict):
     # cold: no measured request can reuse an earlier request's prompt prefill (methodology.md);
     # warm: each measured request follows an identical unmeasured one, so its prefill is cached.
     prompt_cache: Literal["cold", "warm"] = "cold"
+    # service-level objectives for `bench capacity`, e.g. "ttft_p95<=0.5,tps_p50>=20"
+    slo: str | None = None
 
 
 @dataclass(frozen=True)

@@ -335,6 +335,12 @@ def _check_stored(plan: Plan) -> Plan:
     return plan
 
 
+def load_slo(config_path: Path | None = None) -> str | None:
+    """bench.yaml's ``slo:`` (service-level objectives for bench capacity), if any."""
+    cfg, _ = load_config(config_path)
+    return cfg.slo
+
+
 def load_profiles(config_path: Path | None = None) -> dict[str, Profile]:
     """The shipped selection profiles, overridden and extended by bench.yaml's ``profiles:``."""
     cfg, _ = load_config(config_path)
