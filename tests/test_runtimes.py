@@ -151,3 +151,29 @@ def test_registering_keeps_the_generic_runtime_last():
     finally:
         runtimes.unregister("a")
     assert "a" not in runtimes.names()
+
+
+def test_the_memory_sampler_counts_a_child_started_after_it_once_the_tree_is_refreshed():
+    import os
+    import subprocess
+    import sys
+
+    from bench.runtimes.process import MemorySampler
+
+    sampler = MemorySampler(os.getpid(), tree_refresh_s=0.0)
+    alone = sampler.rss()
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(64 << 20); time.sleep(30)"])
+    try:
+        import time
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and sampler.rss() < alone + (48 << 20):
+            time.sleep(0.05)
+        assert sampler.rss() >= alone + (48 << 20)  # the child's 64 MiB counted
+        cached = MemorySampler(os.getpid(), tree_refresh_s=3600)
+        cached.rss()  # finds the tree now: the child is in it
+        child.kill()
+        child.wait()
+        assert 0 < cached.rss() < alone + (48 << 20)  # a child that exited is skipped, the rest still counted
+    finally:
+        child.kill()

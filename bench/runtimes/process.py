@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import psutil
 
@@ -35,19 +36,33 @@ def loopback_server(base_url: str) -> tuple[int, str] | None:
 class MemorySampler(threading.Thread):
     """Samples a process tree's resident memory in the background; keeps the peak."""
 
-    def __init__(self, pid: int, interval_s: float = 0.05):
+    def __init__(self, pid: int, interval_s: float = 0.05, tree_refresh_s: float = 1.0):
         super().__init__(daemon=True, name=f"rss-{pid}")
         self.proc = psutil.Process(pid)
         self.interval_s = interval_s
+        self.tree_refresh_s = tree_refresh_s
         self.peak = 0
         self._halt = threading.Event()
+        self._tree: list[psutil.Process] = []
+        self._tree_at = float("-inf")
 
     def rss(self) -> int:
+        """The tree's resident memory now. Finding the tree reads every process of the machine,
+        so it is refreshed once a second (a child started since counts from the next refresh);
+        each sample then reads only the tree's own processes."""
+        now = time.monotonic()
         try:
-            procs = [self.proc, *self.proc.children(recursive=True)]
-            return sum(p.memory_info().rss for p in procs if p.is_running())
+            if now - self._tree_at >= self.tree_refresh_s:
+                self._tree, self._tree_at = [self.proc, *self.proc.children(recursive=True)], now
+            total = self.proc.memory_info().rss
         except psutil.Error:
-            return 0
+            return 0  # the server itself is gone
+        for p in self._tree[1:]:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                continue  # a child that exited
+        return total
 
     def run(self) -> None:
         while not self._halt.is_set():
