@@ -161,3 +161,17 @@ def test_a_serial_runtime_is_said_to_queue_not_batch(tmp_path):
     m = json.loads(cli("capacity", run.run_id, "--results-dir", str(tmp_path), "--slo", "itl_p95<=0.015",
                        "--json").output)["models"]["m"]
     assert m["sentence"].endswith("(Foundry Local serves one request at a time by design: more users queue)")
+
+
+def test_the_run_page_shows_each_load_level(tmp_path):
+    from bench.report.render import render
+
+    with FakeServer({"m": Script(itl_s=0.01, capacity=S)}) as srv:
+        run = _run(srv, [S, 2 * S], results_dir=tmp_path / "results")
+    render(tmp_path / "results", tmp_path / "site")
+    page = (tmp_path / "site" / "report" / "runs").glob("*.md")
+    text = next(p for p in page if p.name != "index.md").read_text()
+    assert "**Per load level**" in text
+    rows = [line for line in text.splitlines() if line.startswith(f"| {S} | ") or line.startswith(f"| {2 * S} | ")]
+    assert len(rows) == 2 and rows[0].split(" | ")[2] == "16" and rows[1].split(" | ")[0] == f"| {2 * S}"
+    assert run.run_id in text

@@ -10,6 +10,7 @@ from typing import Any
 from markupsafe import Markup
 
 from bench.analysis import scoring
+from bench.analysis.load import Level, levels
 from bench.analysis.server_view import ServerView, server_views
 from bench.quality import annotations
 from bench.report import charts
@@ -27,6 +28,11 @@ class RunView:
     quality: dict[str, annotations.ModelQuality]
     agreement: dict[str, Any]
     manual: dict[str, int]
+
+    @cached_property
+    def load_levels(self) -> dict[str, list[Level]]:
+        """model -> its load levels (a --concurrency run), in order; empty for the sequential matrix."""
+        return {m: sorted(lv, key=lambda x: x.concurrency) for m in self.run.models if (lv := levels(self.run, m))}
 
     @cached_property
     def server(self) -> dict[str, ServerView]:
