@@ -20,7 +20,7 @@ from bench import config as config_mod
 from bench.errors import BenchError, ConfigError
 from bench.measure import runner
 from bench.report import format as textfmt
-from bench.report.terminal import ProgressReporter, failure_lines, summary_table
+from bench.report.terminal import ProgressReporter, capacity_table, failure_lines, summary_table
 from bench.results import stats, store
 from bench.results.journal import RunWriter
 from bench.runtimes.base import size_text
@@ -81,7 +81,12 @@ def _sigterm_as_interrupt() -> None:
 @click.option("--concurrency", metavar="LEVELS",
               help="Closed-loop load: streams in flight per level, e.g. 1,4,16,64 (each starts its next request "
                    "when one ends).")
-@click.option("--requests-per-level", type=int, help="Measured requests per concurrency level (default 32).")
+@click.option("--rate", "rates", metavar="RATES",
+              help="Open-loop load: requests/s per level with Poisson arrivals, e.g. 2,5,10.")
+@click.option("--requests-per-level", type=int, help="Measured requests per load level (default 32).")
+@click.option("--duration", type=float, help="Open loop: seconds per level instead of a request count.")
+@click.option("--max-in-flight", type=int, help="Open loop: cap on requests in flight; arrivals past it are "
+                                                "recorded as dropped (default 256).")
 @click.option("--resume", "resume", metavar="RUN_ID", help="Run only the missing cells of an earlier run.")
 @click.option("--download", is_flag=True,
               help="Download models the runtime lists but has not got (Foundry Local started by bench). Never without it.")
@@ -92,8 +97,9 @@ def _sigterm_as_interrupt() -> None:
 def collect(config_path: Path | None, endpoint: str | None, models: str | None, prompts: Path | None,
             rounds: int | None, warmup: int | None, max_tokens: int | None, timeout: float | None,
             stall_timeout: float | None, results_dir: Path | None, no_stream: bool | None,
-            prompt_cache: str | None, concurrency: str | None, requests_per_level: int | None,
-            resume: str | None, download: bool, server_timings: bool, quiet: bool) -> None:
+            prompt_cache: str | None, concurrency: str | None, rates: str | None, requests_per_level: int | None,
+            duration: float | None, max_in_flight: int | None, resume: str | None, download: bool,
+            server_timings: bool, quiet: bool) -> None:
     """Run the model x prompt matrix and write results/<run-id>.json."""
     env = os.environ
     if resume:
@@ -111,6 +117,7 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
             warmup=warmup, max_tokens=max_tokens, timeout=timeout, stall_timeout=stall_timeout,
             results_dir=results_dir, stream=False if no_stream else None, prompt_cache=prompt_cache,
             concurrency=_levels(concurrency), requests_per_level=requests_per_level,
+            rate=_rates(rates), duration=duration, max_in_flight=max_in_flight,
         )
         plan, writer = runner.prepare(plan)
     if not plan.generation.stream:
@@ -160,6 +167,19 @@ def _levels(text: str | None) -> list[int] | None:
     if not levels:
         raise click.BadParameter("give at least one level, e.g. 1,4,16", param_hint="--concurrency")
     return levels
+
+
+def _rates(text: str | None) -> list[float] | None:
+    """--rate 2,5,10 -> [2.0, 5.0, 10.0]; a clear error for anything else."""
+    if text is None:
+        return None
+    try:
+        rates = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give requests per second, e.g. 2,5,10", param_hint="--rate") from None
+    if not rates:
+        raise click.BadParameter("give at least one rate, e.g. 2,5,10", param_hint="--rate")
+    return rates
 
 
 DEFAULT_DOCS_DIR = Path("site_src")
@@ -285,23 +305,9 @@ def capacity(run_ref: str, slo: str | None, config_path: Path | None, results_di
     if as_json:
         click.echo(store.json_text({"run_id": run.run_id, "slo": slo, "models": verdict}))
         return
-    for model, v in verdict.items():
+    for v in verdict.values():
         out.print(Text(v["sentence"]))
-        t = Table(title_justify="left")
-        for col in ("streams", "achieved", "req/s", "tok/s", "TTFT p95 ms", "ITL p95 ms", "good", "passes"):
-            t.add_column(col, justify="right")
-        for lv in v["levels"]:
-            knee = " (knee)" if lv["concurrency"] == v["knee"] else ""
-            t.add_row(f"{lv['concurrency']}{knee}", _num(lv["achieved_concurrency"], 1), _num(lv["requests_per_s"], 2),
-                      _num(lv["output_tokens_per_s"], 0), _num(lv["ttft_p95"], 0, 1000), _num(lv["itl_p95"], 1, 1000),
-                      _num(lv["good_share"] and lv["good_share"] * 100, 0) + " %",
-                      Text("yes", style="green") if lv["passes"] else Text("no: " + "; ".join(lv["failed_bounds"]),
-                                                                          style="red"))
-        out.print(t)
-
-
-def _num(x: float | None, digits: int, scale: float = 1.0) -> str:
-    return "–" if x is None else f"{x * scale:.{digits}f}"
+        out.print(capacity_table(v))
 
 
 @main.command()

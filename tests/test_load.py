@@ -80,7 +80,13 @@ def test_an_interrupted_load_run_resumes_only_its_missing_cells(tmp_path):
     (["--concurrency", "0"], "levels must be from 1 to 1024"),
     (["--concurrency", "2,x"], "give whole numbers of streams"),
     (["--concurrency", "2", "--requests-per-level", "0"], "--requests-per-level must be a whole number of at least 1"),
-    (["--requests-per-level", "5"], "give --concurrency too"),
+    (["--requests-per-level", "5"], "--requests-per-level is the size of each --concurrency or --rate level"),
+    (["--rate", "2", "--concurrency", "2"], "two kinds of sweep: choose one"),
+    (["--rate", "0"], "--rate takes request rates above 0"),
+    (["--rate", "fast"], "give requests per second"),
+    (["--duration", "5"], "give --rate too"),
+    (["--rate", "2", "--max-in-flight", "0"], "--max-in-flight must be from 1 to 1024"),
+    (["--rate", "2", "--duration", "-1"], "--duration must be seconds above 0"),
 ])
 def test_bad_load_flags_are_one_line_errors_before_any_request(server, args, message):
     server.set_model("m", Script())
@@ -117,7 +123,8 @@ def test_capacity_finds_s_under_an_slo_that_holds_only_up_to_s_and_the_knee_at_s
     assert not by[2 * S]["passes"] and by[2 * S]["failed_bounds"] == ["ITL p95 ≤ 15 ms"]
     assert by[2 * S]["good_share"] < 0.2
     table = cli("capacity", run.run_id, "--results-dir", str(tmp_path), "--slo", "itl_p95<=0.015")
-    assert "up to 4 concurrent users" in table.output and "4 (knee)" in table.output
+    assert "up to 4 concurrent users" in table.output and "(knee)" in table.output
+    assert json.loads(r.output)["models"]["m"]["knee_key"] == "4 streams"
 
 
 def test_an_slo_that_never_holds_says_so(tmp_path):
@@ -172,6 +179,50 @@ def test_the_run_page_shows_each_load_level(tmp_path):
     page = (tmp_path / "site" / "report" / "runs").glob("*.md")
     text = next(p for p in page if p.name != "index.md").read_text()
     assert "**Per load level**" in text
-    rows = [line for line in text.splitlines() if line.startswith(f"| {S} | ") or line.startswith(f"| {2 * S} | ")]
-    assert len(rows) == 2 and rows[0].split(" | ")[2] == "16" and rows[1].split(" | ")[0] == f"| {2 * S}"
+    rows = [line for line in text.splitlines() if line.startswith(f"| {S} streams | ") or
+            line.startswith(f"| {2 * S} streams | ")]
+    assert len(rows) == 2 and rows[0].split(" | ")[2] == "16" and rows[1].split(" | ")[0] == f"| {2 * S} streams"
     assert run.run_id in text
+
+
+def _open(srv, rates, n=20, tmp_path=None, **kw):
+    extra = {"results_dir": tmp_path} if tmp_path else {}
+    plan, writer = runner.prepare(resolve(None, env={}, endpoint=srv.url, models="m", rate=rates,
+                                          requests_per_level=n, **extra, **kw))
+    return store.load_run(runner.collect(plan, writer, env={}, sleep=lambda s: None).path)
+
+
+def test_open_loop_sends_at_the_rate_and_records_each_samples_dispatch_lag():
+    with FakeServer({"m": Script(itl_s=0.005)}) as srv:
+        run = _open(srv, [20.0])
+    measured = [s for s in run.samples if not s.warmup]
+    assert len(measured) == 20 and all(s.ok and s.scenario["rate"] == 20.0 for s in measured)
+    assert all(0 <= s.scenario["lag_s"] < 0.05 for s in measured)  # sent on time
+    [level] = levels(run, "m")
+    assert level.rate == 20.0 and level.concurrency is None and level.dropped == 0
+    assert 8 < level.requests_per_s < 40  # Poisson arrivals at 20/s over 20 requests
+    assert run.workload.scenario == {"name": "rate", "rates": [20.0], "requests_per_level": 20, "max_in_flight": 256,
+                                     "seed": 42}
+
+
+def test_arrivals_over_the_in_flight_cap_are_dropped_never_delayed():
+    with FakeServer({"m": Script(itl_s=0.02)}) as srv:  # 20 tokens: 0.4 s per request
+        run = _open(srv, [50.0], n=20, max_in_flight=1)
+        sent = len([r for r in srv.requests if r["path"] == "/v1/chat/completions"])
+    dropped = [s for s in run.samples if s.error == "dropped"]
+    assert dropped and not any(s.warmup for s in dropped)
+    assert dropped[0].error_detail == "arrived while 1 requests were in flight (the cap): not sent"
+    assert sent == len([s for s in run.samples if s.error != "dropped"])  # a dropped arrival sent nothing
+    [level] = levels(run, "m")
+    assert level.dropped == len(dropped) and level.n == 20
+
+
+def test_capacity_gives_the_largest_rate_within_the_slo(tmp_path):
+    import json
+
+    with FakeServer({"m": Script(itl_s=0.01, capacity=2)}) as srv:
+        run = _open(srv, [2.0, 40.0], n=16, tmp_path=tmp_path, max_in_flight=8)
+    r = cli("capacity", run.run_id, "--results-dir", str(tmp_path), "--slo", "itl_p95<=0.015", "--json")
+    m = json.loads(r.output)["models"]["m"]
+    assert m["max_rate"] == 2.0 and m["max_concurrency"] is None
+    assert m["sentence"] == "m on this machine: ITL p95 ≤ 15 ms up to 2 requests/s"

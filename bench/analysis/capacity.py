@@ -95,46 +95,72 @@ def _verdict(level: Level, samples: list[Sample], bounds: list[Bound]) -> LevelV
             failed.append(b.text())
     if level.errors:
         failed.append(f"{level.errors} failed requests")
+    if level.dropped:
+        failed.append(f"{level.dropped} arrivals dropped at the in-flight cap")
     share = len(good) / len(samples) if samples else None
     return LevelVerdict(level, not failed, share, len(good) / level.wall_s if level.wall_s else None, failed)
 
 
-def knee(lv: list[Level]) -> int | None:
+def knee(lv: list[Level]) -> Level | None:
+    """Of levels of one kind, ascending: the last before throughput stops growing while ITL climbs."""
     for a, b in zip(lv, lv[1:]):
         if a.output_tokens_per_s and b.output_tokens_per_s and a.itl_p50 and b.itl_p50:
             if b.output_tokens_per_s < a.output_tokens_per_s * (1 + KNEE_GAIN) and b.itl_p50 > a.itl_p50 * (1 + KNEE_RISE):
-                return a.concurrency
+                return a
     return None
 
 
+def _largest_passing(verdicts: list[LevelVerdict]) -> Level | None:
+    best = None
+    for v in verdicts:
+        if not v.passes:
+            break
+        best = v.level
+    return best
+
+
 def capacity(run: Run, bounds: list[Bound]) -> dict[str, dict]:
-    """Per model: its levels with their verdicts, the capacity, the knee and the sentence."""
+    """Per model: its levels with their verdicts, the capacity (largest passing streams and rate),
+    the knee and the sentence."""
     out = {}
     for model in run.models:
-        lv = sorted(levels(run, model), key=lambda x: x.concurrency)
+        lv = levels(run, model)
         if not lv:
             continue
-        samples = {c.concurrency: [s for s in run.samples if s.model == model and not s.warmup
-                                   and s.scenario.get("concurrency") == c.concurrency] for c in lv}
-        verdicts = [_verdict(level, samples[level.concurrency], bounds) for level in lv]
-        best = None
-        for v in verdicts:
-            if not v.passes:
-                break
-            best = v.level.concurrency
+        verdicts = [_verdict(level, [s for s in run.samples if s.model == model and not s.warmup
+                                     and _at(s, level)], bounds) for level in lv]
+        closed = [v for v in verdicts if v.level.concurrency is not None]
+        opened = [v for v in verdicts if v.level.rate is not None]
+        best_c, best_r = _largest_passing(closed), _largest_passing(opened)
+        k = knee([v.level for v in closed]) or knee([v.level for v in opened])
         serial = SERIAL.get(run.models[model].runtime or "")
-        out[model] = {"max_concurrency": best, "max_rate": None, "knee": knee(lv),
-                      "slo": " and ".join(b.text() for b in bounds),
-                      "sentence": _sentence(model, bounds, best, verdicts) + (f" ({serial})" if serial else ""),
-                      "serial": serial, "levels": [v.as_dict() for v in verdicts]}
+        sentence = _sentence(model, bounds, best_c, best_r, closed or opened)
+        out[model] = {"max_concurrency": best_c.concurrency if best_c else None,
+                      "max_rate": best_r.rate if best_r else None,
+                      "knee": (k.concurrency if k.concurrency is not None else k.rate) if k else None,
+                      "knee_key": k.key if k else None, "slo": " and ".join(b.text() for b in bounds),
+                      "sentence": sentence + (f" ({serial})" if serial else ""), "serial": serial,
+                      "levels": [v.as_dict() for v in verdicts]}
     return out
 
 
-def _sentence(model: str, bounds: list[Bound], best: int | None, verdicts: list[LevelVerdict]) -> str:
+def _at(s: Sample, level: Level) -> bool:
+    if level.concurrency is not None:
+        return s.scenario.get("concurrency") == level.concurrency and "rate" not in s.scenario
+    return s.scenario.get("rate") == level.rate
+
+
+def _sentence(model: str, bounds: list[Bound], best_c: Level | None, best_r: Level | None,
+              verdicts: list[LevelVerdict]) -> str:
     slo = " and ".join(b.text() for b in bounds)
-    if best is None:
-        return f"{model} on this machine: {slo} does not hold even at {verdicts[0].level.concurrency} concurrent " \
-               f"user{'s' if verdicts[0].level.concurrency != 1 else ''} ({'; '.join(verdicts[0].failed_bounds)})"
-    tried = verdicts[-1].level.concurrency
-    more = " (every level tried)" if best == tried else ""
-    return f"{model} on this machine: {slo} up to {best} concurrent user{'s' if best != 1 else ''}{more}"
+    if best_c is None and best_r is None:
+        first = verdicts[0]
+        at = (f"{first.level.concurrency} concurrent user{'s' if first.level.concurrency != 1 else ''}"
+              if first.level.concurrency is not None else f"{first.level.rate:g} requests/s")
+        return f"{model} on this machine: {slo} does not hold even at {at} ({'; '.join(first.failed_bounds)})"
+    parts = []
+    if best_c is not None:
+        parts.append(f"up to {best_c.concurrency} concurrent user{'s' if best_c.concurrency != 1 else ''}")
+    if best_r is not None:
+        parts.append(f"up to {best_r.rate:g} requests/s")
+    return f"{model} on this machine: {slo} {' and '.join(parts)}"

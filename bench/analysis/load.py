@@ -21,7 +21,7 @@ from bench.results.schema import Run, Sample
 
 @dataclass
 class Level:
-    concurrency: int
+    concurrency: int | None  # a closed-loop level: streams in flight
     n: int
     errors: int
     wall_s: float | None
@@ -35,9 +35,20 @@ class Level:
     e2e_p50: float | None
     e2e_p95: float | None
     tps_p50: float | None  # a request's decode tokens/s: what one user sees
+    rate: float | None = None  # an open-loop level: offered requests/s
+    dropped: int = 0  # open loop: arrivals over the in-flight cap, not sent
+    lag_p95: float | None = None  # open loop: how late bench sent requests after their arrival time
+
+    @property
+    def key(self) -> str:
+        return f"{self.concurrency} streams" if self.concurrency is not None else f"{self.rate:g}/s"
+
+    @property
+    def order(self) -> float:
+        return float(self.concurrency if self.concurrency is not None else self.rate or 0.0)
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {**self.__dict__, "key": self.key}
 
 
 def _t(s: Sample) -> float:
@@ -49,16 +60,25 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 def levels(run: Run, model: str) -> list[Level]:
-    """The model's levels in the order they ran (empty for a run without levels)."""
-    by: dict[int, list[Sample]] = {}
+    """The model's levels, closed-loop ones by streams and open-loop ones by rate, each ascending
+    (empty for a run without levels)."""
+    by: dict[tuple[str, float], list[Sample]] = {}
     for s in run.samples:
-        level = s.scenario.get("concurrency") if isinstance(s.scenario, dict) else None
-        if s.model == model and not s.warmup and isinstance(level, int) and not isinstance(level, bool):
-            by.setdefault(level, []).append(s)
-    return [_level(c, ss) for c, ss in by.items()]
+        coords = s.scenario if isinstance(s.scenario, dict) else {}
+        if s.model != model or s.warmup:
+            continue
+        for kind in ("concurrency", "rate"):
+            value = coords.get(kind)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                by.setdefault((kind, value), []).append(s)
+                break
+    out = [_level(kind, value, ss) for (kind, value), ss in by.items()]
+    return sorted(out, key=lambda x: (x.concurrency is None, x.order))
 
 
-def _level(concurrency: int, samples: list[Sample]) -> Level:
+def _level(kind: str, value: float, all_samples: list[Sample]) -> Level:
+    dropped = sum(1 for s in all_samples if s.error == "dropped")
+    samples = [s for s in all_samples if s.error != "dropped"]
     ok = [s for s in samples if s.ok and s.e2e_s is not None]
     wall = None
     if ok:
@@ -70,8 +90,10 @@ def _level(concurrency: int, samples: list[Sample]) -> Level:
     e2es = [s.e2e_s for s in ok]
     tps = [v for v in (decode_tps(s) for s in ok) if v is not None]
     tokens = sum(s.completion_tokens or 0 for s in ok)
+    lags = [s.scenario["lag_s"] for s in samples if isinstance(s.scenario.get("lag_s"), (int, float))]
     return Level(
-        concurrency=concurrency, n=len(samples), errors=len(samples) - len(ok), wall_s=wall,
+        concurrency=int(value) if kind == "concurrency" else None, rate=float(value) if kind == "rate" else None,
+        dropped=dropped, lag_p95=_pct(lags, 95), n=len(all_samples), errors=len(samples) - len(ok), wall_s=wall,
         requests_per_s=len(ok) / wall if wall else None, output_tokens_per_s=tokens / wall if wall else None,
         achieved_concurrency=sum(e2es) / wall if wall else None,
         ttft_p50=_pct(ttfts, 50), ttft_p95=_pct(ttfts, 95), itl_p50=_pct(itls, 50), itl_p95=_pct(itls, 95),

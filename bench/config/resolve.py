@@ -199,12 +199,12 @@ def resolve(
     stream: bool | None = None,
     prompt_cache: str | None = None,
     require_endpoint: bool = True,
-    concurrency: list[int] | None = None,
-    requests_per_level: int | None = None,
+    **load_flags: Any,
 ) -> Plan:
-    """bench.yaml < environment < flags, validated into a :class:`Plan`."""
+    """bench.yaml < environment < flags, validated into a :class:`Plan`. ``load_flags``: a load
+    sweep's concurrency / rate, requests_per_level, duration, max_in_flight (see _load_params)."""
     env = os.environ if env is None else env
-    load = _load_params(concurrency, requests_per_level)
+    load = _load_params(**load_flags)
     cfg, path, raw = _load_config(config_path)
     pick = _Picker()
     url = pick("endpoint", endpoint, env.get("FOUNDRY_LOCAL_ENDPOINT") or env.get("OPENAI_BASE_URL") or None, None)
@@ -241,7 +241,7 @@ def resolve(
         overrides=pick.overrides,
         embedded=cfg.embedded,
         prompt_cache=pick("prompt_cache", prompt_cache, None, cfg.prompt_cache),
-        scenario="concurrency" if load else "sequential",
+        scenario=("rate" if "rates" in load else "concurrency") if load else "sequential",
         load={**load, "seed": gen.seed if gen.seed is not None else 0} if load else {},
     )
 
@@ -252,11 +252,22 @@ def _configured_dir(cfg: Any, path: Path | None) -> Path:
     return rdir if path is None or rdir.is_absolute() else path.parent / rdir
 
 
-def _load_params(concurrency: list[int] | None, requests_per_level: int | None) -> dict[str, Any]:
+def _load_params(concurrency: list[int] | None = None, requests_per_level: int | None = None,
+                 rate: list[float] | None = None, duration: float | None = None,
+                 max_in_flight: int | None = None) -> dict[str, Any]:
     """The load scenario's parameters from the flags (checked by the scenario before any request)."""
-    if requests_per_level is not None and not concurrency:
-        raise ConfigError("--requests-per-level is the size of each --concurrency level: give --concurrency too")
+    if concurrency and rate:
+        raise ConfigError("--concurrency (closed loop) and --rate (open loop) are two kinds of sweep: choose one")
+    if (duration is not None or max_in_flight is not None) and not rate:
+        raise ConfigError("--duration and --max-in-flight belong to an open-loop sweep: give --rate too")
+    if requests_per_level is not None and not (concurrency or rate):
+        raise ConfigError("--requests-per-level is the size of each --concurrency or --rate level: give one of them")
+    if duration is not None and requests_per_level is not None:
+        raise ConfigError("--duration and --requests-per-level both size a level: give one")
     n = 32 if requests_per_level is None else requests_per_level
+    if rate:
+        return {"rates": list(rate), "requests_per_level": n, "max_in_flight": 256 if max_in_flight is None
+                else max_in_flight, **({"duration_s": duration} if duration is not None else {})}
     return {"levels": list(concurrency), "requests_per_level": n} if concurrency else {}
 
 

@@ -329,6 +329,15 @@ class _ModelRun:
             self.target.last_text = text
         return timings
 
+    def dropped(self, cell: Any) -> None:
+        """An open-loop arrival that found the in-flight cap full: recorded, never sent."""
+        cap = self.plan.load.get("max_in_flight")
+        s = Sample(model=self.m.key, prompt_id=cell.prompt.id, round=cell.round, warmup=False, ok=False,
+                   error="dropped", error_detail=f"arrived while {cap} requests were in flight (the cap): not sent",
+                   started_at=utcnow(), stream=self.opts.gen.stream, scenario=dict(cell.coords))
+        self.writer.add(s)
+        self.reporter.sample(s)
+
     def request(self, prompt: Any, round_: int, warmup: bool, coords: dict[str, Any] | None = None) -> Sample:
         text, nonce = self._text_for(prompt, warmup)
         s = run_request(self.target.client, self.target.counter, self.served, prompt.id, text, self.opts,
@@ -439,7 +448,7 @@ def _run_model(job: _Job, target: Target) -> None:
         return stopped
 
     job.scenario.drive(job.cells, lambda c: mr.request(c.prompt, c.round, False, c.coords), stop,
-                       lambda c: mr.request(c.prompt, c.round, True, c.coords))
+                       lambda c: mr.request(c.prompt, c.round, True, c.coords), mr.dropped)
     if stopped:
         return
     mine = [s for s in writer.run.samples if s.model == key and not s.warmup]

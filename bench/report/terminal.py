@@ -83,3 +83,25 @@ class ProgressReporter:
     def sample(self, sample: Sample) -> None:
         if self.enabled and self.task is not None:
             self.progress.update(self.task, advance=1, description=Text(f"{sample.model} · {sample.prompt_id}").plain)
+
+
+def capacity_table(verdict: dict) -> Table:
+    """One model's load levels from bench capacity: the figures and whether the SLOs held."""
+    t = Table(title_justify="left")
+    for col in ("level", "achieved", "req/s", "tok/s", "TTFT p95 ms", "ITL p95 ms", "good", "passes"):
+        t.add_column(col, justify="right")
+    for lv in verdict["levels"]:
+        name = f"{lv['concurrency']} streams" if lv.get("concurrency") else f"{lv['rate']:g}/s"
+        knee = " (knee)" if lv.get("key") == verdict.get("knee_key") else ""
+        share = lv["good_share"]
+        t.add_row(f"{name}{knee}", _num(lv["achieved_concurrency"], 1), _num(lv["requests_per_s"], 2),
+                  _num(lv["output_tokens_per_s"], 0), _num(lv["ttft_p95"], 0, 1000), _num(lv["itl_p95"], 1, 1000),
+                  "–" if share is None else f"{share * 100:.0f} %",
+                  Text("yes", style="green") if lv["passes"] else Text("no: " + "; ".join(lv["failed_bounds"]),
+                                                                      style="red"))
+    return t
+
+
+def _num(x: float | None, digits: int, scale: float = 1.0) -> str:
+    return "–" if x is None else f"{x * scale:.{digits}f}"
+

@@ -43,6 +43,8 @@ def utcnow() -> str:
 #     time to first token, prompt and decode tokens and seconds, load time, and where it came
 #     from: the response itself or a paired native request sent outside the timed ones).
 #     `endpoints[].runtime_note` (a runtime bench.yaml forced that the endpoint does not answer like).
+#     Load scenarios: `workload.scenario` "concurrency" / "rate" with their parameters, the error
+#     kind "dropped" (an open-loop arrival over the in-flight cap, never sent).
 #     Upgrading a version-4 file sets `server: null`.
 SCHEMA_VERSION = 5
 
@@ -62,6 +64,7 @@ ErrorKind = Literal[
     "connection",  # could not connect, or the connection broke
     "protocol",  # the response was not a valid chat completion (malformed JSON, chunk or usage)
     "runaway",  # the response passed bench's bounds (output past 4 x max_tokens, a 1 MiB event, ...)
+    "dropped",  # an open-loop arrival found the cap of requests in flight full: never sent, never delayed
 ]
 
 

@@ -7,9 +7,10 @@ from typing import Any
 
 from bench.measure.scenarios.base import Cell, Scenario
 from bench.measure.scenarios.concurrency import Concurrency
+from bench.measure.scenarios.rate import Rate
 from bench.measure.scenarios.sequential import Sequential
 
-SCENARIOS: dict[str, type[Scenario]] = {Sequential.name: Sequential, Concurrency.name: Concurrency}
+SCENARIOS: dict[str, type[Scenario]] = {Sequential.name: Sequential, Concurrency.name: Concurrency, Rate.name: Rate}
 
 
 def register(scenario: type[Scenario]) -> type[Scenario]:
@@ -26,4 +27,4 @@ def get(name: str, params: dict[str, Any] | None = None) -> Scenario:
     return cls.from_params(dict(params or {}))
 
 
-__all__ = ["SCENARIOS", "Cell", "Concurrency", "Scenario", "Sequential", "get", "register"]
+__all__ = ["SCENARIOS", "Cell", "Concurrency", "Rate", "Scenario", "Sequential", "get", "register"]

@@ -50,8 +50,10 @@ class Scenario:
         """Every measured request of one model, in the order the scenario sends them."""
         raise NotImplementedError
 
-    def drive(self, cells: Iterable[Cell], send: Send, stop: Stop, warm: Send | None = None) -> None:
+    def drive(self, cells: Iterable[Cell], send: Send, stop: Stop, warm: Send | None = None,
+              drop: Callable[[Cell], None] | None = None) -> None:
         """Send the cells when they are due; return when done or when ``stop`` says so. ``warm``
-        sends an unmeasured request (a warmup sample), for scenarios that keep load between cells.
-        ``send`` and ``warm`` may be called from several threads at once."""
+        sends an unmeasured request (a warmup sample), for scenarios that keep load between cells;
+        ``drop`` records a cell that was not sent (an open-loop arrival over the in-flight cap).
+        ``send``, ``warm`` and ``drop`` may be called from several threads at once."""
         raise NotImplementedError

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bench.config import Plan
@@ -75,7 +75,8 @@ class Concurrency(Scenario):
                 n += 1
         return cells
 
-    def drive(self, cells: Iterable[Cell], send: Send, stop: Stop, warm: Send | None = None) -> None:
+    def drive(self, cells: Iterable[Cell], send: Send, stop: Stop, warm: Send | None = None,
+              drop: Callable[[Cell], None] | None = None) -> None:
         todo = list(cells)
         for level in self.levels:
             mine = [c for c in todo if c.coords.get("concurrency") == level]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 from bench.config import Plan
 from bench.measure.scenarios.base import Cell, Scenario, Send, Stop
@@ -14,7 +14,8 @@ class Sequential(Scenario):
     def cells(self, plan: Plan) -> list[Cell]:
         return [Cell(r, p) for r in range(plan.rounds) for p in plan.prompts]
 
-    def drive(self, cells: Iterable[Cell], send: Send, stop: Stop, warm: Send | None = None) -> None:
+    def drive(self, cells: Iterable[Cell], send: Send, stop: Stop, warm: Send | None = None,
+              drop: Callable[[Cell], None] | None = None) -> None:
         todo = list(cells)
         consecutive = 0
         for n, cell in enumerate(todo):
