@@ -228,7 +228,7 @@ def render(results_dir: Path | None, out: Path, config_path: Path | None, strict
     from bench.report.render import render as do_render
 
     rdir = config_mod.results_dir(results_dir)
-    report, problems = do_render(rdir, out, config_mod.load_profiles(config_path))
+    report, problems = do_render(rdir, out, config_mod.load_profiles(config_path), config_mod.load_slo(config_path))
     for message in [p.message for p in problems] + report.warnings:
         err.print(Text(f"warning: {message}", style="yellow"))
     err.print(Text(f"{len(report.written)} page(s) written, {report.unchanged} unchanged, "

@@ -226,3 +226,18 @@ def test_capacity_gives_the_largest_rate_within_the_slo(tmp_path):
     m = json.loads(r.output)["models"]["m"]
     assert m["max_rate"] == 2.0 and m["max_concurrency"] is None
     assert m["sentence"] == "m on this machine: ITL p95 ≤ 15 ms up to 2 requests/s"
+
+
+def test_the_run_page_draws_the_sweep_with_the_slo_line(tmp_path):
+    from bench.report.render import render
+
+    with FakeServer({"m": Script(itl_s=0.01, capacity=S)}) as srv:
+        _run(srv, [1, S, 2 * S], n=8, results_dir=tmp_path / "results")
+    render(tmp_path / "results", tmp_path / "site", slo="itl_p95<=0.015")
+    text = next(p for p in (tmp_path / "site" / "report" / "runs").glob("*.md") if p.name != "index.md").read_text()
+    svg = text[text.index("m: throughput against inter-token latency"):]
+    svg = svg[:svg.index("</svg>")]
+    assert svg.count("<circle") == 3 and "4 streams: output tokens/s" in svg
+    assert "SLO: ITL p95 ≤ 15 ms" in svg and 'stroke-dasharray="6 4"' in svg
+    _, problems = render(tmp_path / "results", tmp_path / "site2", slo="itl_p95<<1")  # a problem, never a crash
+    assert any(p.message.startswith("slo: SLO term 'itl_p95<<1' is not") for p in problems)

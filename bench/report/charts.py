@@ -286,3 +286,30 @@ def lines(series: list[tuple[str, list[tuple[str, float | None]]]], *, title: st
     bottom = y1 + (longest * 0.58 + 24 if rotate else 30)
     w = x1 + 40 + _width((label for label, _ in parsed), 28)
     return _figure(w, max(bottom, top + 18 * len(parsed) + 10), title, out, caption)
+
+
+def curve(points: list[tuple[str, float | None, float | None]], *, title: str, x_label: str, y_label: str,
+          limit: tuple[str, float] | None = None, caption: str | None = None) -> str:
+    """Points (label, x, y) joined in order, each labelled: a load sweep's levels from few users to
+    many (throughput on x, latency on y). ``limit`` draws a horizontal line (an SLO bound) with its label."""
+    pts = [(label, _num(x), _num(y)) for label, x, y in points or []]
+    pts = [(label, x, y) for label, x, y in pts if x is not None and y is not None]
+    if not pts:
+        return _no_data(title, caption)
+    ys = [y for _, _, y in pts] + ([limit[1]] if limit else [])
+    xlo, xhi, xticks, xstep = _axis(*_padded([x for _, x, _ in pts]))
+    ylo, yhi, yticks, ystep = _axis(*_padded(ys))
+    x0, x1, top, y1 = 72, 572, 30, 290
+    sx, sy = _scale(xlo, xhi, x0, x1), _scale(ylo, yhi, y1, top)
+    out = _y_axis(sy, yticks, ystep, x0, x1, y1, y_label) + _x_axis(sx, xticks, xstep, x0, x1, top, y1, x_label)
+    if limit is not None:
+        y = sy(limit[1])
+        out.append(f'<line x1="{x0:.1f}" y1="{y:.1f}" x2="{x1:.1f}" y2="{y:.1f}" stroke="{PALETTE[1]}" '
+                   'stroke-width="1.5" stroke-dasharray="6 4"/>' + _label(limit[0], x1 - 4, y - 5, 40, "end"))
+    line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for _, x, y in pts)
+    out.append(f'<polyline points="{line}" fill="none" stroke="{PALETTE[0]}" stroke-width="2"/>')
+    xl, yl = _esc(x_label), _esc(y_label)
+    for label, x, y in pts:
+        out.append(_marker(0, sx(x), sy(y), f"{_esc(label)}: {xl} = {fmt_sig(x)}, {yl} = {fmt_sig(y)}", 4)
+                   + _label(label, sx(x) + 7, sy(y) - 7, 16, "start"))
+    return _figure(x1 + 60, y1 + 44, title, out, caption)

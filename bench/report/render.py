@@ -44,6 +44,7 @@ from bench.report.views import (
     breakdown,
     figure_sources,
     latency_chart,
+    load_chart,
     model_trend,
     quality_of,
     scatter,
@@ -84,16 +85,19 @@ def _env() -> Environment:
         metric_columns=metrics.columns, metric_row_label=metric_row_label, metric_heading=metric_heading,
         metric_text=metric_text, computed_figures=_computed_figures,
         fmt_extra=fmt_extra, extra_label=extra_label, config_json=_config_json, outputs=_outputs,
-        judgements=_judgements, manual_for=_manual_for, figure_sources=figure_sources,
+        judgements=_judgements, manual_for=_manual_for, figure_sources=figure_sources, load_chart=load_chart,
         pretty_json=lambda data: json.dumps(data, indent=2, ensure_ascii=False),
     )
     return env
 
 
 def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[str, scoring.Profile],
-                prefix: str = REPORT_DIR, manual: Mapping[str, dict[str, int]] | None = None) -> dict[str, str]:
-    """Every generated page: relative path -> Markdown. ``manual``: run id -> annotation scores."""
+                prefix: str = REPORT_DIR, manual: Mapping[str, dict[str, int]] | None = None,
+                slo: str | None = None) -> dict[str, str]:
+    """Every generated page: relative path -> Markdown. ``manual``: run id -> annotation scores;
+    ``slo``: bench.yaml's service-level objectives, drawn on load charts."""
     env = _env()
+    env.globals["slo_bounds"] = _slo_bounds(slo, problems)
     manual = manual or {}
     views = []
     for r in sorted(runs, key=lambda r: r.run_id):
@@ -233,10 +237,23 @@ def _latest_with_prompt(views: list[RunView], pid: str) -> RunView | None:
     return None
 
 
-def render(results_dir: Path, docs_dir: Path, profiles: Mapping[str, scoring.Profile] | None = None
-           ) -> tuple[WriteReport, list[LoadProblem]]:
+def _slo_bounds(slo: str | None, problems: list[LoadProblem]) -> list:
+    from bench.analysis.capacity import parse_slo
+    from bench.errors import ConfigError
+
+    if not slo:
+        return []
+    try:
+        return parse_slo(slo)
+    except ConfigError as e:
+        problems.append(LoadProblem(Path("bench.yaml"), f"slo: {e}"))
+        return []
+
+
+def render(results_dir: Path, docs_dir: Path, profiles: Mapping[str, scoring.Profile] | None = None,
+           slo: str | None = None) -> tuple[WriteReport, list[LoadProblem]]:
     """Load every run in results_dir and (re)write the generated pages under docs_dir."""
-    from bench.config import load_profiles
+    from bench.config import load_profiles, load_slo
 
     runs, problems = load_all(results_dir)
     manual: dict[str, dict[str, int]] = {}
@@ -246,5 +263,5 @@ def render(results_dir: Path, docs_dir: Path, profiles: Mapping[str, scoring.Pro
             manual[r.run_id] = annotations.manual_scores(path)
         except annotations.AnnotationError as e:
             problems.append(LoadProblem(annotations.annotation_path(path), str(e)))
-    pages = build_pages(runs, problems, profiles or load_profiles(), manual=manual)
+    pages = build_pages(runs, problems, profiles or load_profiles(), manual=manual, slo=slo or load_slo())
     return write_pages(pages, docs_dir), problems

@@ -57,6 +57,18 @@ def latency_chart(view: RunView) -> Markup:
                                       caption="Box: p25–p75, thick mark: p50, tick: p95; dots: requests."))
 
 
+def load_chart(view: RunView, model: str, bounds: list) -> Markup:
+    """A load sweep of one model: output tokens/s against ITL p95, level by level, with the SLO's
+    ITL p95 bound drawn when there is one."""
+    lv = view.load_levels.get(model) or []
+    limit = next(((f"SLO: {b.text()}", b.value * 1000) for b in bounds
+                  if b.term == "itl" and b.percentile == 95 and b.op == "<="), None)
+    points = [(lvl.key, lvl.output_tokens_per_s, lvl.itl_p95 * 1000 if lvl.itl_p95 is not None else None) for lvl in lv]
+    return Markup(charts.curve(points, title=f"{model}: throughput against inter-token latency, by load level",
+                               x_label="output tokens/s (all users)", y_label="ITL p95 (ms)", limit=limit,
+                               caption="Each point is a level; past the knee more users add latency, not throughput."))
+
+
 def ttft_chart(view: RunView) -> Markup:
     series = [(ms.model, [s.ttft_s * 1000 for s in view.run.samples
                           if s.model == ms.model and not s.warmup and s.ok and s.ttft_s])
