@@ -41,7 +41,9 @@ class Level:
 
     @property
     def key(self) -> str:
-        return f"{self.concurrency} streams" if self.concurrency is not None else f"{self.rate:g}/s"
+        if self.concurrency is not None:
+            return f"{self.concurrency} stream{'s' if self.concurrency != 1 else ''}"
+        return f"{self.rate:g}/s"
 
     @property
     def order(self) -> float:
