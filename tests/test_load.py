@@ -241,3 +241,22 @@ def test_the_run_page_draws_the_sweep_with_the_slo_line(tmp_path):
     assert "SLO: ITL p95 ≤ 15 ms" in svg and 'stroke-dasharray="6 4"' in svg
     _, problems = render(tmp_path / "results", tmp_path / "site2", slo="itl_p95<<1")  # a problem, never a crash
     assert any(p.message.startswith("slo: SLO term 'itl_p95<<1' is not") for p in problems)
+
+
+def test_home_and_selection_pages_say_how_many_users_each_model_serves(tmp_path):
+    from bench.report.render import render
+
+    with FakeServer({"m": Script(itl_s=0.01, capacity=S)}) as srv:
+        run = _run(srv, [1, S, 2 * S], n=8, results_dir=tmp_path / "results")
+    render(tmp_path / "results", tmp_path / "site", slo="itl_p95<=0.015")
+    home = (tmp_path / "site" / "index.md").read_text()
+    assert "## How many users" in home
+    assert "- m on this machine: ITL p95 ≤ 15 ms up to 4 concurrent users; throughput stops growing past 4 streams." \
+        in home
+    selection = (tmp_path / "site" / "report" / "selection.md").read_text()
+    from bench.report.format import slug
+
+    assert f"[run {run.run_id}](runs/{slug(run.run_id)}.md)" in selection
+    assert "| m | 4 | – | 4 streams | m on this machine: ITL p95 ≤ 15 ms up to 4 concurrent users |" in selection
+    render(tmp_path / "results", tmp_path / "site3")  # no slo: the home page says how to get the sentence
+    assert "set `slo:` in bench.yaml" in (tmp_path / "site3" / "index.md").read_text()

@@ -97,7 +97,7 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     """Every generated page: relative path -> Markdown. ``manual``: run id -> annotation scores;
     ``slo``: bench.yaml's service-level objectives, drawn on load charts."""
     env = _env()
-    env.globals["slo_bounds"] = _slo_bounds(slo, problems)
+    env.globals["slo_bounds"] = bounds = _slo_bounds(slo, problems)
     manual = manual or {}
     views = []
     for r in sorted(runs, key=lambda r: r.run_id):
@@ -122,6 +122,7 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     prompt_texts = {p["id"]: p["text"] for v in views for p in v.run.workload.prompts}
     common = dict(
         prefix=Markup(slug(prefix)), views=views, latest=latest, problems=problems, rankings=rankings,
+        **_load_context(views, bounds),
         model_slugs=model_slugs, prompt_slugs=prompt_slugs, histories=histories,
         prompt_text=lambda pid: prompt_texts.get(pid, ""),
         constraints_text=lambda name: _constraints_text(profiles[name]),
@@ -235,6 +236,14 @@ def _latest_with_prompt(views: list[RunView], pid: str) -> RunView | None:
         if any(p["id"] == pid for p in v.run.workload.prompts):
             return v
     return None
+
+
+def _load_context(views: list[RunView], bounds: list) -> dict:
+    """The newest run with a load sweep, and how many users each of its models serves within the SLO."""
+    from bench.analysis.capacity import capacity
+
+    load_view = next((v for v in reversed(views) if v.load_levels), None)
+    return {"load_view": load_view, "serves": capacity(load_view.run, bounds) if load_view and bounds else {}}
 
 
 def _slo_bounds(slo: str | None, problems: list[LoadProblem]) -> list:
