@@ -240,16 +240,21 @@ def render(results_dir: Path | None, out: Path, config_path: Path | None, strict
 @main.command()
 @click.argument("run_ref", default="latest", metavar="[RUN_ID|latest|FILE]")
 @click.option("--results-dir", type=click.Path(path_type=Path), help="Where run files are (default results/).")
-@click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
-@click.option("--output", "-o", type=click.Path(path_type=Path), help="Default: benchmark_report.md or benchmark_report.csv.")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "sweep"]), default="md", show_default=True,
+              help="md: a report; csv: one row per model; sweep: one CSV row per model and load level.")
+@click.option("--output", "-o", type=click.Path(path_type=Path),
+              help="Default: benchmark_report.md, benchmark_report.csv or benchmark_sweep.csv.")
 def export(run_ref: str, results_dir: Path | None, fmt: str, output: Path | None) -> None:
-    """Write one run as a standalone benchmark_report.md or a CSV (one row per model)."""
-    from bench.report.export import export_csv, export_markdown
+    """Write one run as a standalone benchmark_report.md or a CSV (one row per model, or per load level)."""
+    from bench.report.export import export_csv, export_markdown, export_sweep_csv
 
     rdir = config_mod.results_dir(results_dir)
     run = store.load_run(_find_run(rdir, run_ref))
-    output = output or Path(f"benchmark_report.{fmt}")
-    text = export_markdown(run, config_mod.load_profiles()) if fmt == "md" else export_csv(run)
+    output = output or Path("benchmark_sweep.csv" if fmt == "sweep" else f"benchmark_report.{fmt}")
+    if fmt == "sweep" and not export_sweep_csv(run).count("\n") > 1:
+        raise BenchError(f"run {run.run_id} has no load levels: measure them with bench collect --concurrency 1,4,16")
+    text = {"md": lambda: export_markdown(run, config_mod.load_profiles()), "csv": lambda: export_csv(run),
+            "sweep": lambda: export_sweep_csv(run)}[fmt]()
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as e:

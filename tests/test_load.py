@@ -260,3 +260,29 @@ def test_home_and_selection_pages_say_how_many_users_each_model_serves(tmp_path)
     assert "| m | 4 | – | 4 streams | m on this machine: ITL p95 ≤ 15 ms up to 4 concurrent users |" in selection
     render(tmp_path / "results", tmp_path / "site3")  # no slo: the home page says how to get the sentence
     assert "set `slo:` in bench.yaml" in (tmp_path / "site3" / "index.md").read_text()
+
+
+def test_export_of_a_sweep_gives_a_row_per_level_and_the_report_lists_the_levels(tmp_path, monkeypatch):
+    import csv
+
+    with FakeServer({"m": Script(itl_s=0.005)}) as srv:
+        run = _run(srv, [1, 2], n=6, results_dir=tmp_path / "results")
+    monkeypatch.chdir(tmp_path)
+    r = cli("export", run.run_id, "--results-dir", str(tmp_path / "results"), "--format", "sweep")
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader((tmp_path / "benchmark_sweep.csv").open()))
+    assert [(x["model"], x["concurrency"], x["requests"], x["errors"]) for x in rows] == [("m", "1", "6", "0"),
+                                                                                        ("m", "2", "6", "0")]
+    assert float(rows[1]["achieved_concurrency"]) > 1.2 and float(rows[0]["itl_p95_s"]) > 0
+    assert cli("export", run.run_id, "--results-dir", str(tmp_path / "results")).exit_code == 0
+    report = (tmp_path / "benchmark_report.md").read_text()
+    assert "## Load levels" in report and "| m | 2 streams |" in report
+
+
+def test_export_sweep_of_a_sequential_run_says_how_to_measure_levels(server, tmp_path):
+    from tests.conftest import collect
+
+    server.set_model("m", Script())
+    out = collect(server, "m", rounds=1, warmup=0, results_dir=tmp_path)
+    r = cli("export", out.run.run_id, "--results-dir", str(tmp_path), "--format", "sweep")
+    assert r.exit_code == 1 and "has no load levels" in r.stderr
