@@ -20,7 +20,7 @@ from bench import config as config_mod
 from bench.errors import BenchError, ConfigError
 from bench.measure import runner
 from bench.report import format as textfmt
-from bench.report.terminal import ProgressReporter, capacity_table, failure_lines, summary_table
+from bench.report.terminal import ProgressReporter, capacity_table, failure_lines, levels_table, summary_table
 from bench.results import stats, store
 from bench.results.journal import RunWriter
 from bench.runtimes.base import size_text
@@ -283,6 +283,8 @@ def show(run_ref: str, results_dir: Path | None, as_json: bool) -> None:
         click.echo(store.json_text(payload))
         return
     out.print(summary_table(run))
+    if (per_level := levels_table(run)) is not None:
+        out.print(per_level)
     for line in failure_lines(run):
         out.print(Text("  ") + line)
 

@@ -286,3 +286,10 @@ def test_export_sweep_of_a_sequential_run_says_how_to_measure_levels(server, tmp
     out = collect(server, "m", rounds=1, warmup=0, results_dir=tmp_path)
     r = cli("export", out.run.run_id, "--results-dir", str(tmp_path), "--format", "sweep")
     assert r.exit_code == 1 and "has no load levels" in r.stderr
+
+
+def test_bench_show_lists_a_sweeps_levels(tmp_path):
+    with FakeServer({"m": Script(itl_s=0.002)}) as srv:
+        run = _run(srv, [1, 2], n=4, results_dir=tmp_path)
+    r = cli("show", run.run_id, "--results-dir", str(tmp_path), env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "per load level" in r.output and "2 streams" in r.output and "1 stream " in r.output

@@ -105,3 +105,20 @@ def capacity_table(verdict: dict) -> Table:
 def _num(x: float | None, digits: int, scale: float = 1.0) -> str:
     return "–" if x is None else f"{x * scale:.{digits}f}"
 
+
+def levels_table(run: Run) -> Table | None:
+    """A load run's levels per model (the summary table pools them); None for a run without levels."""
+    from bench.analysis.load import levels
+
+    rows = [(m, lv) for m in run.models for lv in levels(run, m)]
+    if not rows:
+        return None
+    t = Table(title="per load level", title_justify="left")
+    for col in ("model", "level", "achieved", "req/s", "tok/s", "TTFT p95 ms", "ITL p95 ms", "errors", "dropped"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for m, lv in rows:
+        t.add_row(Text(m), lv.key, _num(lv.achieved_concurrency, 1), _num(lv.requests_per_s, 2),
+                  _num(lv.output_tokens_per_s, 0), _num(lv.ttft_p95, 0, 1000), _num(lv.itl_p95, 1, 1000),
+                  str(lv.errors), str(lv.dropped))
+    return t
+
