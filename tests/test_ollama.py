@@ -49,7 +49,7 @@ def ollama(server):
 
     def generate(body):  # "Load a model": POST /api/generate with an empty prompt
         state["loads"].append(body["model"])
-        if not state["pulled"]:
+        if not state["pulled"] or body["model"] != ID:  # Ollama has pulled only ID
             return 404, {"error": f"model '{body['model']}' not found, try pulling it first"}
         state["loaded"].append(body["model"])
         return 200, {"model": body["model"], "created_at": "2023-12-18T19:52:07.071755Z", "response": "",
@@ -117,6 +117,28 @@ def test_a_model_not_pulled_is_skipped_and_pulled_only_with_the_flag(ollama, tmp
     assert notes[-1] == f"{ID}: 100% downloaded"
 
 
+def test_a_model_not_pulled_while_others_are_is_offered_for_pull_with_the_closest_names(ollama, tmp_path):
+    # Ollama lists only pulled models: a name missing from a non-empty list may be one to pull,
+    # or a typo. Both are said; --download pulls it.
+    ollama.state["pulled"] = False
+    listed = {"object": "list", "data": [{"id": "llama3.1:latest", "object": "model"}, {"id": "qwen3:0.6b"}]}
+    ollama.routes[("GET", "/v1/models")] = (200, listed)
+    info = collect(ollama, NAME, rounds=1, warmup=0).run.models[NAME]
+    assert info.status == "skipped" and "ollama pull llama3.2:latest" in info.reason
+    assert info.reason.endswith("pulled models closest to the name: llama3.1:latest")
+    assert ollama.state["loads"] == [ID]
+
+    def pull(body):
+        ollama.state["pulled"] = True
+        return 200, Raw(b'{"status":"success"}\n', "application/x-ndjson")
+
+    ollama.routes[("POST", "/api/pull")] = pull
+    plan, writer = runner.prepare(resolve(None, env={}, endpoint=ollama.url, models=NAME, rounds=1, warmup=0,
+                                          results_dir=tmp_path))
+    info = runner.collect(plan, writer, env={}, sleep=lambda s: None, download=True).run.models[NAME]
+    assert info.status == "ok" and info.resolved_id == ID and info.extra["download"]["seconds"] >= 0
+
+
 def test_a_pull_that_fails_fails_that_model_in_one_line(ollama, tmp_path):
     ollama.state["pulled"] = False
     ollama.routes[("POST", "/api/pull")] = (200, Raw(b'{"status":"pulling manifest"}\n{"error":"pull model manifest: '
@@ -176,7 +198,8 @@ def test_bench_models_shows_the_checklist_for_ollama(ollama):
     assert row.checks["license"] == "Llama 3.2 Community License (Ollama /api/show)"
     assert row.checks["disk"] == "2.0 GB (Ollama /api/tags)"
     missing = next(r for r in rows if r.model == "llama3")
-    assert not missing.ok and "closest: llama3.2:latest" in missing.detail
+    assert not missing.ok and "ollama pull llama3:latest" in missing.detail
+    assert "closest to the name: llama3.2:latest" in missing.detail
 
 
 def test_the_run_page_shows_each_fact_with_its_source(ollama, tmp_path):

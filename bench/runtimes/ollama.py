@@ -20,6 +20,7 @@ A name without a tag is ``name:latest``.
 
 from __future__ import annotations
 
+import difflib
 import json
 import time
 from typing import Any, Callable
@@ -59,6 +60,16 @@ def parameter_size(text: Any) -> int | None:
         return None
 
 
+class NotPulled(NotDownloaded):
+    """Not pulled: which may be a typo, so the pulled names closest to it are named too."""
+
+    def __init__(self, model: str, listed: list[str]):
+        super().__init__(model, None, "Ollama", True, f"ollama pull {model}")
+        close = difflib.get_close_matches(model, listed[:2000], n=3, cutoff=0.6)
+        if close:
+            self.args = (f"{self.args[0]}; pulled models closest to the name: {', '.join(close)}",)
+
+
 class Ollama(OpenAICompatible):
     name = "ollama"
     label = "Ollama"
@@ -67,6 +78,7 @@ class Ollama(OpenAICompatible):
         super().__init__(conn)
         self._version: str | None = None
         self._reported_load: float | None = None  # Ollama's own load_duration of the load bench timed
+        self._listed: list[str] = []  # the pulled models, as last listed
 
     @classmethod
     def detect(cls, conn: Connection) -> bool:
@@ -84,9 +96,13 @@ class Ollama(OpenAICompatible):
 
     # -- models
     def served_id(self, name: str, listed: list[str]) -> str | None:
-        if not listed or name in listed:
+        """A listed name as listed; any other name as Ollama would pull it (``name:latest``
+        when untagged): Ollama lists only pulled models, so an unlisted name may be one not
+        pulled yet. Loading it says so (with the listed names closest to it)."""
+        self._listed = listed
+        if name in listed:
             return name
-        return f"{name}:latest" if ":" not in name and f"{name}:latest" in listed else None
+        return f"{name}:latest" if ":" not in name else name
 
     def _get(self, path: str) -> Any:
         try:
@@ -116,7 +132,7 @@ class Ollama(OpenAICompatible):
         elapsed = time.perf_counter() - t0
         message = answer.data.get("error") if isinstance(answer.data, dict) else None
         if answer.status == 404 or (isinstance(message, str) and "not found" in message and "pull" in message):
-            raise NotDownloaded(model_id, None, "Ollama", True, f"ollama pull {model_id}")
+            raise NotPulled(model_id, self._listed)
         if answer.status != 200:
             raise BenchError(f"Ollama answered HTTP {answer.status}: {excerpt(message or answer.data)}")
         reported = _int(answer.data.get("load_duration")) if isinstance(answer.data, dict) else None
