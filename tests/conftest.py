@@ -20,11 +20,19 @@ def server():
         yield srv
 
 
+@pytest.fixture(params=["wire", "httpx"])
+def both_clients(request, monkeypatch):
+    """Run a test on bench's own HTTP client (plain http) and on httpx (https, proxies)."""
+    if request.param == "httpx":
+        monkeypatch.setenv("BENCH_HTTP_CLIENT", "httpx")
+    return request.param
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     """Every test runs in its own empty directory with no bench-related environment."""
     for name in ("BENCH_MODELS", "FOUNDRY_LOCAL_ENDPOINT", "OPENAI_BASE_URL", "OPENAI_API_KEY",
-                 "BENCH_STREAM", "BENCH_RESULTS_DIR", "BENCH_CONFIG"):
+                 "BENCH_STREAM", "BENCH_RESULTS_DIR", "BENCH_CONFIG", "BENCH_HTTP_CLIENT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 

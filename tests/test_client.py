@@ -9,6 +9,8 @@ import pytest
 from bench.results import stats
 from tests.conftest import Script, collect
 
+pytestmark = pytest.mark.usefixtures("both_clients")  # each test on both HTTP clients
+
 TTFT, ITL = 0.200, 0.010
 
 

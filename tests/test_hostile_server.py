@@ -22,6 +22,8 @@ from bench.measure.stream import SSEParser
 from tests.conftest import collect
 from tests.fake_server import FakeServer, Script
 
+pytestmark = pytest.mark.usefixtures("both_clients")  # each test on both HTTP clients
+
 KEY = "sk-canary-7f3a9c1e5b"
 ENV = {"BENCH_TEST_KEY": KEY}
 OUTPUT_CAP_CHARS = 64 * 1024  # what bench keeps of one answer at the default max_tokens (150)

@@ -13,26 +13,32 @@ Definitions (docs: site_src/methodology.md):
   ("stall"); a request longer than the request timeout is cut ("timeout"); a malformed answer
   fails ("protocol"), and so does one past bench's output bounds ("runaway", see bench.measure.stream).
 
-The timed request is bench's own: an httpx request sent on the openai client's connection pool
-(its transport, its keys), read as raw bytes by ``bench.measure.stream`` so that times are taken as bytes
-arrive and nothing a server sends can grow without bound. The openai client does the rest
-(listing models). Redirects are never followed: the key goes only to the configured origin.
+The timed request is bench's own. To an ``http://`` endpoint it goes on bench's HTTP/1.1 event
+loop (``bench.measure.wire``: one thread for every request in flight, timestamps taken as bytes
+arrive); otherwise (https, a proxy, ``BENCH_HTTP_CLIENT=httpx``) it is an httpx request sent on the
+openai client's connection pool. Either way the answer is read as raw bytes by
+``bench.measure.stream``, so nothing a server sends can grow without bound, and the same
+Measurement comes out. The openai client does the rest (listing models). Redirects are never
+followed: the key goes only to the configured origin.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import openai
 
 from bench.config import Endpoint, Generation, redact_url
 from bench.errors import ResponseError
+from bench.measure import wire
 from bench.measure.stream import ChatStreamReader, Limits, Usage, parse_completion
 from bench.runtimes import Connection
 from bench.util.bounded import check_encoding, excerpt, read_bounded, read_prefix
@@ -313,6 +319,82 @@ def _exchange(client: openai.OpenAI, body: dict, accept: str, timeout_s: float, 
     return m
 
 
+# ----------------------------------------------------------------------------- on bench's own loop
+
+_ADDRESSES: dict[tuple[str, int], list[tuple[int, Any]]] = {}
+
+
+def _wire_target(client: openai.OpenAI) -> tuple[str, int, str] | None:
+    """(host, port, request path) when the timed request goes on bench's own loop (``bench.measure.wire``):
+    plain http with no proxy for its host. None: httpx (https, proxies, or BENCH_HTTP_CLIENT=httpx)."""
+    url = client.base_url
+    if url.scheme != "http" or os.environ.get("BENCH_HTTP_CLIENT", "").lower() == "httpx":
+        return None
+    if urllib.request.getproxies().get("http") and not urllib.request.proxy_bypass(url.host):
+        return None
+    path = url.raw_path.decode("ascii").split("?", 1)[0].rstrip("/") + "/chat/completions"
+    query = client.default_query or {}
+    return url.host, url.port or 80, path + ("?" + urlencode(query) if query else "")
+
+
+def _addresses(host: str, port: int) -> list[tuple[int, Any]]:
+    key = (host, port)
+    if key not in _ADDRESSES:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        _ADDRESSES[key] = [(family, addr) for family, _, _, _, addr in infos][:8]
+    return _ADDRESSES[key]
+
+
+def _request(client: openai.OpenAI, host: str, port: int, path: str, accept: str, body: bytes) -> bytes:
+    shown = f"[{host}]" if ":" in host else host
+    headers = {"Host": shown if port == 80 else f"{shown}:{port}", **_headers(client, accept),
+               "Content-Length": str(len(body))}
+    lines = [f"POST {path} HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items())]
+    head = "\r\n".join(lines)
+    if any(c in head for c in "\0") or any("\r" in x or "\n" in x for x in (path, *headers, *headers.values())):
+        raise ValueError("a header or the path contains a line break: check the endpoint's api_key_env and base_url")
+    return (head + "\r\n\r\n").encode("latin-1") + body
+
+
+def _exchange_wire(client: openai.OpenAI, target: tuple[str, int, str], body: dict, accept: str,
+                   timeout_s: float, stall_s: float | None, sink: Any) -> tuple[Measurement, wire.Job | None]:
+    """One exchange on bench's loop: the Measurement (``consume`` of the 2xx body happened on the
+    loop, into ``sink``) and the finished job."""
+    m = Measurement()
+    m.t0_ns = time.perf_counter_ns()
+    host, port, path = target
+    try:
+        request = _request(client, host, port, path, accept, json.dumps(body).encode())
+        addresses = _addresses(host, port)
+    except (ValueError, UnicodeError) as e:
+        m.error, m.detail = "client_error", _short(str(e))
+        return m, None
+    except OSError as e:
+        m.error, m.detail = "connection", _short(f"{type(e).__name__}: {e}")
+        return m, None
+    job = wire.run(wire.Job(addresses, (host, port), request, sink, timeout_s, stall_s))
+    m.t0_ns, m.t_end_ns = job.t0_ns or m.t0_ns, job.t_end_ns
+    if job.status is not None and job.status >= 300:
+        m.http_status, m.retry_after_s = job.status, _retry_after(job.headers)
+        if job.status < 400:
+            m.error, m.detail = "client_error", redirect_detail(job.status, job.headers)
+        else:
+            parsed, message = _error_message(bytes(job.error_body.data) if job.error_body else b"")
+            m.error, m.detail = classify_status(job.status, parsed, message), _short(f"HTTP {job.status}: {message}")
+        m.t_end_ns = None
+    elif job.error is not None:
+        kind, detail = job.error
+        if kind == "broken":
+            kind, detail = ("truncated", f"the connection broke mid-stream: {detail}") if stall_s else ("connection", detail)
+        m.error, m.detail = kind, _short(detail)
+    m.elapsed_ns = time.perf_counter_ns() - m.t0_ns
+    if m.error is None and m.t_end_ns is None:
+        m.error, m.detail = "timeout", f"no complete answer within {timeout_s:g} s"
+    elif m.error is None:
+        m.e2e_ns = m.t_end_ns - m.t0_ns
+    return m, job
+
+
 # ----------------------------------------------------------------------------- streamed and plain
 
 
@@ -357,7 +439,13 @@ def measure_stream(
             m.t_end_ns = time.perf_counter_ns()
         return chunks if reader.done else None
 
-    m = _exchange(client, body, "text/event-stream", timeout_s, stall_s, consume)
+    target = _wire_target(client)
+    if target is not None:
+        m, _ = _exchange_wire(client, target, body, "text/event-stream", timeout_s, stall_s, reader)
+        if m.error == "stall" and reader.chunk_times:
+            m.detail += " mid-stream"
+    else:
+        m = _exchange(client, body, "text/event-stream", timeout_s, stall_s, consume)
     m.chunk_times, m.output, m.reasoning = reader.chunk_times, reader.output, reader.reasoning
     m.finish_reason, m.usage, m.resolved_model = reader.finish_reason, reader.usage, reader.resolved_model
     m.timings = reader.timings
@@ -384,8 +472,17 @@ def measure_plain(
         m.t_end_ns = time.perf_counter_ns()
         answer.append(parse_completion(raw, limits))
 
-    m = _exchange(client, {**_params(model, messages, gen), "stream": False}, "application/json",
-                  timeout_s, None, consume)
+    body, target = {**_params(model, messages, gen), "stream": False}, _wire_target(client)
+    if target is not None:
+        sink = wire.BodySink(limits.max_body_bytes)
+        m, job = _exchange_wire(client, target, body, "application/json", timeout_s, None, sink)
+        if m.error is None:
+            try:
+                answer.append(parse_completion(bytes(sink.data), limits))
+            except ResponseError as e:
+                m.error, m.detail = e.kind, _short(e.detail)
+    else:
+        m = _exchange(client, body, "application/json", timeout_s, None, consume)
     if answer:
         a = answer[0]
         m.output, m.reasoning, m.finish_reason, m.usage, m.resolved_model = (

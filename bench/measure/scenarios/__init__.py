@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bench.errors import ConfigError
 from typing import Any
 
+from bench.errors import ConfigError
 from bench.measure.scenarios.base import Cell, Scenario
 from bench.measure.scenarios.concurrency import Concurrency
 from bench.measure.scenarios.rate import Rate
