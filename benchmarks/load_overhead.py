@@ -1,12 +1,13 @@
 """How much does bench's load client add under concurrency? bench beside a raw-socket reference.
 
-Starts the scripted OpenAI-compatible server in its own process (tests/fake_server.py: a 50 ms
-time to first token, then 40 tokens 5 ms apart, no capacity limit, so its own time is known),
+Starts a paced OpenAI-compatible server in its own process (benchmarks/paced_server.py: a 50 ms
+time to first token, then 40 tokens 5 ms apart, one thread writing every chunk on schedule, so
+its own time is known at every level),
 then at each concurrency level runs, one after the other against the same server:
 
-* a raw-socket reference client: one thread per stream, each sending its requests over plain
-  sockets, taking the time to first token when the first token's bytes arrive (no HTTP
-  library, no JSON parsing), and
+* a raw-socket reference client: one thread and one selector over every stream's plain socket,
+  taking the time to first token when the first token's bytes arrive (no HTTP library, no JSON
+  parsing), and
 * bench: `bench collect --concurrency C` run in this process (imports excluded from its CPU).
 
 It prints, per level, the median TTFT of each and bench's added median TTFT, the most streams
@@ -20,12 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import selectors
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -38,57 +39,55 @@ SCRIPT = {"models": {"m": {"ttft_s": 0.05, "itl_s": 0.005, "tokens": TOKENS}}}
 
 
 def _server(workdir: Path) -> tuple[subprocess.Popen, str]:
-    config = workdir / "script.json"
-    config.write_text(json.dumps(SCRIPT))
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_server.py"), "--port", "0", "--config",
-                             str(config)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "paced_server.py"), "--ttft", "0.05", "--itl",
+                             "0.005", "--tokens", "40"], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().split()
     if not line or line[0] != "READY":
         proc.kill()
-        raise SystemExit("the scripted server did not start")
+        raise SystemExit("the paced server did not start")
     return proc, line[1]
 
 
-def _raw_request(host: str, port: int, body: bytes) -> tuple[float, float, float]:
-    """(start, ttft_s, end) of one streamed request over a plain socket."""
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-    t0 = time.perf_counter()
-    with socket.create_connection((host, port)) as s:
-        s.sendall(head + body)
-        ttft, seen = None, b""
-        while True:
-            data = s.recv(65536)
-            if not data:
-                break
-            if ttft is None:
-                seen = (seen + data)[-4096:]
-                if b'"content": "tok' in seen:
-                    ttft = time.perf_counter() - t0
-            if b"[DONE]" in data:
-                break
-    return t0, ttft if ttft is not None else float("nan"), time.perf_counter()
-
-
 def raw_level(url: str, streams: int, per_stream: int) -> dict:
+    """The reference: one thread, one selector over all streams' plain sockets, a new connection
+    per request (the scripted server closes each), the time to first token taken when the first
+    token's bytes arrive: no HTTP library, no JSON parsing."""
     parts = urlsplit(url)
     body = json.dumps({"model": "m", "stream": True, "max_tokens": 150,
                        "messages": [{"role": "user", "content": "hello"}]}).encode()
+    request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    sel = selectors.DefaultSelector()
     results: list[tuple[float, float, float]] = []
-    lock = threading.Lock()
+    left = {i: per_stream for i in range(streams)}
 
-    def stream() -> None:
-        for _ in range(per_stream):
-            r = _raw_request(parts.hostname, parts.port, body)
-            with lock:
-                results.append(r)
+    def start(i: int) -> None:
+        sock = socket.create_connection((parts.hostname, parts.port))
+        t0 = time.perf_counter()
+        sock.sendall(request)
+        sel.register(sock, selectors.EVENT_READ, [i, t0, None, b""])
 
     cpu0 = time.process_time()
-    threads = [threading.Thread(target=stream) for _ in range(streams)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    for i in range(streams):
+        start(i)
+    while left:
+        for key, _ in sel.select():
+            state, data = key.data, key.fileobj.recv(65536)
+            now = time.perf_counter()
+            if state[2] is None:
+                state[3] = (state[3] + data)[-4096:]
+                if b'"content": "tok' in state[3]:
+                    state[2] = now - state[1]
+            if data:
+                continue
+            sel.unregister(key.fileobj)
+            key.fileobj.close()
+            results.append((state[1], state[2] if state[2] is not None else float("nan"), now))
+            left[state[0]] -= 1
+            if left[state[0]]:
+                start(state[0])
+            else:
+                del left[state[0]]
     cpu = time.process_time() - cpu0
     steady = results[streams:]  # the first request of each stream is its ramp-up, as in bench
     return {"ttft_p50": statistics.median(r[1] for r in steady), "in_flight": _max_overlap([(r[0], r[2]) for r in results]),
@@ -141,7 +140,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = _server(Path(tmp))
         try:
-            print(f"scripted server: TTFT 50 ms, 40 tokens 5 ms apart; {args.per_stream} requests per stream")
+            print(f"paced server: TTFT 50 ms, 40 tokens 5 ms apart; {args.per_stream} requests per stream")
             print(f"{'streams':>7} | {'TTFT p50 raw':>12} {'bench':>8} {'added':>8} | {'in flight raw':>13} {'bench':>6} |"
                   f" {'CPU/request raw':>15} {'bench':>8}")
             for level in [int(x) for x in args.levels.split(",")]:
