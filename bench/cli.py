@@ -465,11 +465,11 @@ def judge(run_ref: str, endpoint: str, judge_model: str, api_key_env: str, resul
 @click.argument("b", required=False, metavar="[B]")
 @click.option("--results-dir", type=click.Path(path_type=Path))
 @click.option("--by-prompt", is_flag=True, help="One row per prompt as well as per model.")
-@click.option("--threshold", type=float, default=0.05, show_default=True, help="Relative change below which a metric is 'same'.")
+@click.option("--threshold", type=float, help="Relative change below which a metric is 'same' [default: 5%, per metric].")
 @click.option("--cross-machine", is_flag=True, help="Compare runs made on different machines.")
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "json"]), default="table", show_default=True)
 @click.option("--fail-on-regression", is_flag=True, help="Exit 1 when a metric significantly worsened or a model failed.")
-def diff_cmd(a: str | None, b: str | None, results_dir: Path | None, by_prompt: bool, threshold: float,
+def diff_cmd(a: str | None, b: str | None, results_dir: Path | None, by_prompt: bool, threshold: float | None,
              cross_machine: bool, fmt: str, fail_on_regression: bool) -> None:
     """Compare two runs, results files or git revisions (default: the two latest comparable runs).
 
@@ -480,14 +480,15 @@ def diff_cmd(a: str | None, b: str | None, results_dir: Path | None, by_prompt: 
     from bench.report import diff as diff_text
 
     rdir = config_mod.results_dir(results_dir)
-    if not (math.isfinite(threshold) and threshold > 0):
+    if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
         raise BenchError("--threshold must be a positive fraction, e.g. 0.05 for 5%")
     if a is None:
         a, b = compare.latest_comparable_pair(rdir, cross_machine)
     elif b is None:
         raise BenchError("give two things to compare (A B), or none for the two latest comparable runs")
     side_a, side_b = compare.resolve_side(a, rdir), compare.resolve_side(b, rdir)
-    d = compare.diff(side_a, side_b, threshold=threshold, by_prompt=by_prompt, cross_machine=cross_machine)
+    d = compare.diff(side_a, side_b, threshold=threshold, by_prompt=by_prompt, cross_machine=cross_machine,
+                     history=side_b.pool)
     if not compare.comparable_models(d):
         reasons = "; ".join(sorted({f"{r.model}: {r.reason}" for r in d.rows})) or "no models in common"
         raise compare.CompareError(f"nothing comparable between {a} and {b}: {reasons}")
@@ -496,20 +497,10 @@ def diff_cmd(a: str | None, b: str | None, results_dir: Path | None, by_prompt: 
     elif fmt == "md":
         click.echo(diff_text.diff_markdown(d), nl=False)
     else:
-        t = Table(title=Text(f"{a} → {b}"), title_justify="left")
-        for col in ("model", "metric", "A", "B", "change [95% CI]", "status"):
-            t.add_column(col, justify="right" if col in ("A", "B", "change [95% CI]") else "left")
-        styles = {"improved": "green", "fixed": "green", "worsened": "red", "failed": "red", "not comparable": "yellow"}
-        for r in d.rows:
-            label = diff_text.metric_label(r.metric)
-            status = Text(r.status + (f": {r.reason}" if r.reason else ""), style=styles.get(r.status, ""))
-            t.add_row(Text(r.model), Text(label + (f" · {r.prompt}" if r.prompt else "")),
-                      diff_text.fmt_value(r.metric, r.a), diff_text.fmt_value(r.metric, r.b), diff_text.fmt_change(r),
-                      status)
-        out.print(t)
-        for name, v in d.ranking.items():
-            if v["a"] != v["b"]:
-                out.print(Text(f"top pick for {name}: {v['a']} → {v['b']}", style="yellow"))
+        from bench.report.terminal import diff_table
+
+        for part in diff_table(d, f"{a} → {b}"):
+            out.print(part)
     if fail_on_regression and d.regressions:
         err.print(Text(f"{len(d.regressions)} significant regression(s)", style="bold red"))
         sys.exit(1)

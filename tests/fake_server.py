@@ -118,6 +118,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import random
 import signal
 import socket
 import sys
@@ -163,6 +165,11 @@ class Script:
     # stream's gaps between tokens stretch in proportion (n streams: itl_s * n / capacity), as a
     # batching server's do once its compute is saturated. None: no limit.
     capacity: int | None = None
+    # Noise, as real machines have: every timing of a request is scaled by a log-normal factor drawn
+    # once per server start (sd noise_run: warm state, thermal state, other load) times one drawn
+    # per request (sd noise_request), from the server's seed (FakeServer(seed=...)).
+    noise_run: float = 0.0
+    noise_request: float = 0.0
     # Fields a runtime adds to the last chunk (streams) or the body, e.g. llama-server's "timings".
     final_extra: dict[str, Any] | None = None
     # Hostile modes (see the module docstring).
@@ -435,6 +442,9 @@ class _Handler(BaseHTTPRequestHandler):
             fake._seen_prompts.add(seen_key)
         if seen and script.cached_ttft_s is not None:
             script = dataclasses.replace(script, ttft_s=script.cached_ttft_s)
+        if script.noise_run or script.noise_request:
+            f = fake._noise(model, script)
+            script = dataclasses.replace(script, ttft_s=script.ttft_s * f, itl_s=script.itl_s * f)
 
         n_req = fake._next_id()
         cid = f"chatcmpl-fake-{n_req}"
@@ -610,8 +620,10 @@ class FakeServer:
     """Scripted OpenAI-compatible server running in a background thread."""
 
     def __init__(self, models: dict[str, Script] | None = None, tokenize: bool = False,
-                 api_key: str | None = None, host: str = "127.0.0.1", port: int = 0):
+                 api_key: str | None = None, host: str = "127.0.0.1", port: int = 0, seed: int = 0):
         self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self._run_factor: dict[str, float] = {}
         self._models: dict[str, Script] = dict(models or {})
         self._queues: dict[str, deque[Script]] = {}
         self.tokenize = tokenize
@@ -702,6 +714,13 @@ class FakeServer:
             if q:
                 return q.popleft()
             return self._models.get(name)
+
+    def _noise(self, model: str, script: Script) -> float:
+        """This request's timing factor: the model's per-start factor times a per-request one."""
+        with self._lock:
+            if model not in self._run_factor:
+                self._run_factor[model] = math.exp(self._rng.gauss(0.0, script.noise_run))
+            return self._run_factor[model] * math.exp(self._rng.gauss(0.0, script.noise_request))
 
     def _next_id(self) -> int:
         with self._lock:

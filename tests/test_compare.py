@@ -38,7 +38,7 @@ def test_a_a_pairs_never_report_a_regression(server, prompts_file):
         assert {r.metric for r in d.rows} == {"ttft", "itl", "e2e", "decode_tps"}
         statuses |= {r.status for r in d.rows}
         assert not d.regressions, [(r.metric, r.change, r.ci) for r in d.rows]
-    assert statuses <= {"same", "not significant"}
+    assert statuses <= {"same", "not significant", "too few runs"}  # each pair alone: the prior decides
 
 
 def test_a_server_20_percent_slower_is_flagged(server, prompts_file):

@@ -1,19 +1,21 @@
-"""Diffs between runs, results files and git revisions, with significance from raw samples.
+"""Diffs between runs, results files and git revisions: what changed beyond run-to-run noise.
 
-A side of a comparison is a set of (model -> samples). A run id or a file gives one run's
-models; a git revision gives, for each model, its latest run in ``results/`` as of that commit,
-read from git objects without a checkout.
+A side of a comparison is a set of (model -> run). A run id or a file gives one run's models; a
+git revision gives, for each model, its latest run in ``results/`` as of that commit (failed or
+not: a model that started failing is shown failing), read from git objects without a checkout.
 
-For each model and metric the change is the geometric mean over prompts of the ratio of medians
-(B / A) minus one, so prompts with long and short answers weigh the same. A 95% bootstrap
-confidence interval (requests resampled within each prompt, seeded) decides significance:
+Per model and metric, A and B are the same statistic, the geometric mean over the prompts both
+sides have of the per-prompt median, and the change is B / A - 1. Whether it is real is decided
+by ``bench.analysis.noise`` (run-to-run noise from a prior, earlier comparable runs and
+sessions; Holm across models; a practical threshold per metric):
 
-* |change| >= threshold (default 5%) and the interval excludes 0 -> improved / worsened
-  (direction-aware: lower latency is better, higher tokens/s is better)
-* the interval lies within ±threshold, or it excludes 0 but |change| < threshold -> same
-* otherwise (the interval is too wide to tell)          -> not significant
-* different workload hash, or machine unless allowed   -> not comparable (never diffed)
-* no successful request on one side                    -> failed / fixed
+* clear and |change| >= threshold                      -> improved / worsened
+* the 95% interval within ±threshold, or clear but small -> same
+* otherwise: "not significant", or "too few runs" when no run-to-run noise was measured
+  (the prior decided)
+* different workload, prompt-cache mode, runtime settings, or machine unless allowed
+                                                        -> not comparable (never diffed)
+* no successful request in B (A had some) -> failed; the reverse -> fixed; absent from B -> missing
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from bench.analysis import scoring
+from bench.analysis import noise, quality_diff, scoring
 from bench.errors import BenchError
 from bench.results.metrics import Metric, compared
 from bench.results.schema import Run, Sample
@@ -64,6 +66,7 @@ class CompareError(BenchError):
 class Side:
     label: str  # what the user named
     runs: dict[str, Run]  # model -> the run its samples come from
+    pool: list[Run] = field(default_factory=list)  # the runs it was chosen among (run-to-run noise)
 
     def samples(self, model: str) -> list[Sample]:
         run = self.runs[model]
@@ -83,6 +86,10 @@ class Row:
     n_a: int = 0
     n_b: int = 0
     reason: str | None = None
+    p: float | None = None  # two-sided, before Holm
+    noise_sd: float | None = None  # run-to-run sd of the log statistic used
+    basis: str | None = None  # where that noise came from
+    threshold: float | None = None  # the practical threshold applied
 
 
 @dataclass
@@ -94,6 +101,7 @@ class Diff:
     threshold: float
     rows: list[Row]
     ranking: dict[str, Any] = field(default_factory=dict)
+    hints: list[str] = field(default_factory=list)  # how many sessions would detect a change here
 
     @property
     def regressions(self) -> list[Row]:
@@ -101,7 +109,8 @@ class Diff:
 
     def as_dict(self) -> dict[str, Any]:
         return {"a": self.a, "b": self.b, "a_runs": self.a_runs, "b_runs": self.b_runs,
-                "threshold": self.threshold, "rows": [asdict(r) for r in self.rows], "ranking": self.ranking}
+                "threshold": self.threshold, "rows": [asdict(r) for r in self.rows], "ranking": self.ranking,
+                "hints": self.hints, "method": METHOD}
 
 
 # ----------------------------------------------------------------------------- resolving sides
@@ -156,28 +165,35 @@ def runs_at_revision(rev: str, results_dir: Path) -> list[Run]:
 
 
 def _latest_per_model(runs: list[Run]) -> dict[str, Run]:
+    """Each model's latest run, whatever its outcome: a model that now fails is shown failing."""
     out: dict[str, Run] = {}
     for run in runs:  # oldest first: later runs replace earlier ones
         for model in run.models:
-            if any(s.model == model and s.ok and not s.warmup for s in run.samples) or model not in out:
-                out[model] = run
+            out[model] = run
     return out
 
 
 def resolve_side(ref: str, results_dir: Path) -> Side:
+    """A run id, a results file or a git revision. ``pool``: the runs of results_dir (as of the
+    revision, for a revision), from which earlier comparable runs give run-to-run noise."""
     path = Path(ref)
     if path.suffix == ".json" and path.is_file():
         run = load_run(path)
-        return Side(ref, {m: run for m in run.models})
+        return Side(ref, {m: run for m in run.models}, _pool(results_dir))
     try:
         run = load_run(find_run(results_dir, ref))
-        return Side(ref, {m: run for m in run.models})
+        return Side(ref, {m: run for m in run.models}, _pool(results_dir))
     except BenchError as e:
         if "matches" in str(e):
             raise
     if _is_revision(ref, results_dir if results_dir.exists() else Path.cwd()):
-        return Side(ref, _latest_per_model(runs_at_revision(ref, results_dir)))
+        runs = runs_at_revision(ref, results_dir)
+        return Side(ref, _latest_per_model(runs), runs)
     raise CompareError(f"'{ref}' is neither a results file, a run id in {results_dir}, nor a git revision")
+
+
+def _pool(results_dir: Path) -> list[Run]:
+    return load_all(results_dir)[0] if results_dir.is_dir() else []
 
 
 def latest_comparable_pair(results_dir: Path, cross_machine: bool = False) -> tuple[str, str]:
@@ -195,6 +211,11 @@ def latest_comparable_pair(results_dir: Path, cross_machine: bool = False) -> tu
 
 # ----------------------------------------------------------------------------- statistics
 
+METHOD = ("A and B: the geometric mean over the prompts both have of each prompt's median; change: B / A - 1. "
+          "Its 95% interval and p come from run-to-run noise (a 5% prior, earlier comparable runs of this "
+          "machine, and sessions, as each row says); a change counts when it is clear after Holm's correction "
+          "across models (family-wise 5%) and at least the threshold.")
+
 
 def _by_prompt(samples: list[Sample], fn: Callable[[Sample], float | None]) -> dict[str, np.ndarray]:
     out: dict[str, list[float]] = {}
@@ -206,41 +227,42 @@ def _by_prompt(samples: list[Sample], fn: Callable[[Sample], float | None]) -> d
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def relative_change(a: dict[str, np.ndarray], b: dict[str, np.ndarray], *, n_boot: int = 2000,
-                    seed: int = 0) -> tuple[float, tuple[float, float]] | None:
-    """Geometric mean over common prompts of median(B)/median(A) - 1, with a 95% bootstrap CI."""
-    prompts = sorted(set(a) & set(b))
-    if not prompts:
-        return None
-    point = np.mean([np.log(np.median(b[p]) / np.median(a[p])) for p in prompts])
-    if min(min(len(a[p]), len(b[p])) for p in prompts) < MIN_SAMPLES:
-        # A resample of one value is that value: the interval would have zero width and any
-        # noise would look significant. Too few requests: the data cannot tell.
-        return float(np.expm1(point)), (-math.inf, math.inf)
-    rng = np.random.default_rng(seed)
-    boot = np.zeros(n_boot)
-    for p in prompts:
-        ra = a[p][rng.integers(0, len(a[p]), size=(n_boot, len(a[p])))]
-        rb = b[p][rng.integers(0, len(b[p]), size=(n_boot, len(b[p])))]
-        boot += np.log(np.median(rb, axis=1) / np.median(ra, axis=1))
-    boot /= len(prompts)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    return float(np.expm1(point)), (float(np.expm1(lo)), float(np.expm1(hi)))
+def _sessions(samples: list[Sample], fn: Callable[[Sample], float | None], prompts: list[str]) -> list[float]:
+    """The log statistic of each session that has every prompt (one value per session)."""
+    groups: dict[int, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(int(getattr(s, "session", 0) or 0), []).append(s)
+    out = []
+    for group in groups.values():
+        by = _by_prompt(group, fn)
+        if all(p in by for p in prompts):
+            out.append(noise.log_stat(by, prompts))
+    return out
 
 
-MIN_SAMPLES = 3  # successful requests per prompt and side needed for a confidence interval
+@dataclass
+class _Cell:
+    """One model × metric (× prompt) comparison before Holm's correction."""
+
+    row: Row
+    d: float
+    var_d: float
+    noise: noise.Noise
+    family: tuple[str, str | None]
+    within: float = math.inf  # request-level variance of the log statistic (the larger side's)
+    rounds: int = 0  # requests per prompt (the fewer side's)
 
 
-def classify(change: float, ci: tuple[float, float], higher_better: bool, threshold: float) -> str:
-    significant = not (ci[0] <= 0 <= ci[1])
-    if abs(change) >= threshold and significant:
+def classify(change: float, ci: tuple[float, float], higher_better: bool, threshold: float, clear: bool,
+             prior_decides: bool = False) -> str:
+    if clear and abs(change) >= threshold:
         better = change > 0 if higher_better else change < 0
         return "improved" if better else "worsened"
     if -threshold < ci[0] and ci[1] < threshold:
         return "same"  # the whole interval is within the threshold: equivalent
-    if abs(change) < threshold and significant:
+    if clear:
         return "same"  # real but smaller than the threshold
-    return "not significant"  # the data cannot tell
+    return "too few runs" if prior_decides and math.isfinite(ci[0]) else "not significant"
 
 
 # ----------------------------------------------------------------------------- the diff
@@ -275,51 +297,132 @@ def _comparable(ra: Run, rb: Run, cross_machine: bool, model: str = "") -> str |
     return _settings_differ(ra, rb, model)
 
 
-def diff(a: Side, b: Side, *, threshold: float = 0.05, by_prompt: bool = False, cross_machine: bool = False,
-         seed: int = 0) -> Diff:
+def diff(a: Side, b: Side, *, threshold: float | None = None, by_prompt: bool = False, cross_machine: bool = False,
+         seed: int = 0, history: list[Run] | None = None, prior: float = noise.PRIOR_RUN_NOISE) -> Diff:
+    """``threshold``: the practical threshold for every metric (default: each metric's own);
+    ``history``: runs to take run-to-run noise from (those before B that are comparable with it)."""
     rows: list[Row] = []
-    models = [m for m in b.runs if m in a.runs] + [m for m in a.runs if m not in b.runs]
-    for model in models:
-        if model not in b.runs:
-            rows.append(Row(model, "*", None, "not comparable", reason=f"not in {b.label}"))
+    cells: list[_Cell] = []
+    for model in [m for m in b.runs if m in a.runs] + [m for m in a.runs if m not in b.runs]:
+        head = _model_row(a, b, model, cross_machine)
+        if head is not None:
+            rows.append(head)
             continue
-        reason = _comparable(a.runs[model], b.runs[model], cross_machine, model)
-        if reason:
-            rows.append(Row(model, "*", None, "not comparable", reason=reason))
-            continue
-        sa, sb = a.samples(model), b.samples(model)
-        ok_a, ok_b = any(s.ok for s in sa), any(s.ok for s in sb)
-        if not ok_a or not ok_b:
-            if ok_a or ok_b:
-                status = "failed" if ok_a else "fixed"
-                rows.append(Row(model, "*", None, status, n_a=sum(s.ok for s in sa), n_b=sum(s.ok for s in sb),
-                                reason="no successful request in " + (b.label if ok_a else a.label)))
-            else:
-                rows.append(Row(model, "*", None, "not comparable", reason="no successful request on either side"))
-            continue
-        prompts: list[str | None] = [None]
-        if by_prompt:
-            prompts += sorted({s.prompt_id for s in sb} & {s.prompt_id for s in sa})
+        earlier = _history(history or [], a.runs[model], b.runs[model], model, cross_machine)
         for m in compared():
-            metric, higher = m.id, m.higher_is_better
-            da, db = _by_prompt(sa, m.value), _by_prompt(sb, m.value)
-            for p in prompts:
-                pa = da if p is None else {k: v for k, v in da.items() if k == p}
-                pb = db if p is None else {k: v for k, v in db.items() if k == p}
-                result = relative_change(pa, pb, seed=seed)
-                if result is None:
-                    continue
-                change, ci = result
-                if a.runs[model].run_id == b.runs[model].run_id:
-                    change, ci = 0.0, (0.0, 0.0)  # the very same samples: no resampling noise to invent
-                rows.append(Row(
-                    model, metric, p, classify(change, ci, higher, threshold),
-                    a=float(np.median(np.concatenate(list(pa.values())))),
-                    b=float(np.median(np.concatenate(list(pb.values())))),
-                    change=change, ci=ci, n_a=sum(len(v) for v in pa.values()), n_b=sum(len(v) for v in pb.values()),
-                ))
+            cells += _metric_cells(a, b, model, m, earlier, by_prompt, threshold, seed, prior)
+    rows += [Row(m, "*", None, "new", reason=f"not in {a.label}") for m in b.runs if m not in a.runs]
+    _decide(cells)
+    diffed = list(dict.fromkeys(c.row.model for c in cells))
+    rows = [c.row for c in cells] + quality_diff.rows(diffed, a, b, Row) + rows
+    order = {m: i for i, m in enumerate(list(b.runs) + list(a.runs))}
+    rows.sort(key=lambda r: order.get(r.model, 0))
     return Diff(a.label, b.label, sorted({r.run_id for r in a.runs.values()}),
-                sorted({r.run_id for r in b.runs.values()}), threshold, rows, _ranking_change(a, b))
+                sorted({r.run_id for r in b.runs.values()}), threshold or 0.05, rows, _ranking_change(a, b),
+                _hints(cells))
+
+
+def _model_row(a: Side, b: Side, model: str, cross_machine: bool) -> Row | None:
+    """The one row of a model that cannot be diffed metric by metric (None: it can)."""
+    if model not in b.runs:
+        return Row(model, "*", None, "missing", reason=f"not in {b.label}")
+    reason = _comparable(a.runs[model], b.runs[model], cross_machine, model)
+    if reason:
+        return Row(model, "*", None, "not comparable", reason=reason)
+    sa, sb = a.samples(model), b.samples(model)
+    ok_a, ok_b = sum(s.ok for s in sa), sum(s.ok for s in sb)
+    if ok_a and ok_b:
+        return None
+    if ok_a:
+        return Row(model, "*", None, "failed", n_a=ok_a, n_b=0, reason=f"no successful request in {b.label}")
+    if ok_b:
+        return Row(model, "*", None, "fixed", n_a=0, n_b=ok_b, reason=f"no successful request in {a.label}")
+    return Row(model, "*", None, "not comparable", reason="no successful request on either side")
+
+
+def _history(runs: list[Run], ra: Run, rb: Run, model: str, cross_machine: bool, keep: int = 20) -> list[Run]:
+    """Up to ``keep`` latest runs before B, other than B, comparable with B, in which the model ran."""
+    out = [r for r in runs if r.run_id < rb.run_id and r.run_id != rb.run_id and model in r.models
+           and _comparable(r, rb, cross_machine, model) is None]
+    if ra.run_id < rb.run_id and all(r.run_id != ra.run_id for r in out) and model in ra.models:
+        out.append(ra)  # A is itself an earlier run, even when it came from a file
+    return sorted(out, key=lambda r: r.run_id)[-keep:]
+
+
+def _metric_cells(a: Side, b: Side, model: str, m: Metric, earlier: list[Run], by_prompt: bool,
+                  threshold: float | None, seed: int, prior: float) -> list[_Cell]:
+    sa, sb = a.samples(model), b.samples(model)
+    da, db = _by_prompt(sa, m.value), _by_prompt(sb, m.value)
+    common = sorted(set(da) & set(db))
+    if not common:
+        return []
+    same_run = a.runs[model].run_id == b.runs[model].run_id
+    groups = [common] + ([[p] for p in common] if by_prompt else [])
+    cells = []
+    for i, prompts in enumerate(groups):
+        within = max(noise.within_var(da, prompts, seed=seed), noise.within_var(db, prompts, seed=seed))
+        past = []
+        for run in earlier:
+            by = _by_prompt([s for s in run.samples if s.model == model and not s.warmup], m.value)
+            if all(p in by for p in prompts):
+                past.append(noise.log_stat(by, prompts))
+        ses_a, ses_b = _sessions(sa, m.value, prompts), _sessions(sb, m.value, prompts)
+        nz = noise.pooled(within, past, [ses_a, ses_b], prior)
+        la, lb = noise.log_stat(da, prompts), noise.log_stat(db, prompts)
+        d = 0.0 if same_run else lb - la
+        var_d = 0.0 if same_run else (math.inf if not math.isfinite(within) else
+                                      nz.var * (1 / max(1, len(ses_a)) + 1 / max(1, len(ses_b))))
+        limit = threshold or m.min_change
+        row = Row(model, m.id, prompts[0] if i else None, "",
+                  a=math.exp(la), b=math.exp(lb), change=math.expm1(d), ci=noise.interval(d, var_d),
+                  n_a=sum(len(da[p]) for p in prompts), n_b=sum(len(db[p]) for p in prompts),
+                  p=noise.p_value(d, var_d), noise_sd=nz.sd, basis=nz.basis, threshold=limit)
+        rounds = min(min(len(da[p]) // max(1, len(ses_a)) for p in prompts),
+                     min(len(db[p]) // max(1, len(ses_b)) for p in prompts))
+        cells.append(_Cell(row, d, var_d, nz, (model, row.prompt), within, rounds))
+    return cells
+
+
+def _decide(cells: list[_Cell]) -> None:
+    """Holm across families (a model, or a model's prompt): a family is tested at its min p; its
+    metrics count as clear at the level its family was rejected at."""
+    for scope in ({c.family for c in cells if c.family[1] is None}, {c.family for c in cells if c.family[1]}):
+        fams = sorted(scope, key=lambda f: min(c.row.p for c in cells if c.family == f))
+        level = {}
+        for rank, f in enumerate(fams):
+            alpha = noise.ALPHA / (len(fams) - rank)
+            if min(c.row.p for c in cells if c.family == f) > alpha:
+                break
+            level[f] = alpha
+        for c in cells:
+            if c.family in scope:
+                clear = c.family in level and c.row.p <= level[c.family]
+                m = METRICS[c.row.metric]
+                c.row.status = classify(c.row.change, c.row.ci, m.higher_is_better, c.row.threshold, clear,
+                                        c.noise.prior_decides)
+
+
+def _hints(cells: list[_Cell]) -> list[str]:
+    """Per model: the noise seen, and the rounds or sessions that would detect its threshold and 10%."""
+    out = []
+    families = len({c.family for c in cells if c.family[1] is None})
+    for model in dict.fromkeys(c.row.model for c in cells if c.family[1] is None):
+        mine = [c for c in cells if c.row.model == model and c.family[1] is None and math.isfinite(c.noise.var)]
+        if not mine:
+            continue
+        worst = max(mine, key=lambda c: c.noise.var)
+        ways = []
+        for change in dict.fromkeys([worst.row.threshold, 0.10]):
+            r = noise.rounds_needed(worst.noise, worst.within, worst.rounds, change, families)
+            s = noise.sessions_needed(worst.noise, change, families)
+            how = [f"≥ {r} rounds (--rounds {r})"] if r is not None and r <= 10 * max(1, s or 1) else []
+            how += [f"≥ {s} sessions (--sessions {s})"] if s is not None else []
+            ways.append(f"a {change * 100:g}% change needs {' or '.join(how)}")
+        requests = math.sqrt(worst.within) * 100 if math.isfinite(worst.within) else math.nan
+        out.append(f"{model}: noise ±{worst.noise.sd * 100:.1f}% per run in {METRICS[worst.row.metric].label} "
+                   f"(from {worst.noise.basis}; the requests' own spread: ±{requests:.1f}% at {worst.rounds} rounds); "
+                   f"to be seen 80% of the time, {'; '.join(ways)}.")
+    return out
 
 
 def _ranking_change(a: Side, b: Side) -> dict[str, Any]:

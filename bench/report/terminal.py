@@ -122,3 +122,28 @@ def levels_table(run: Run) -> Table | None:
                   str(lv.errors), str(lv.dropped))
     return t
 
+
+
+DIFF_STYLES = {"improved": "green", "fixed": "green", "worsened": "red", "failed": "red", "not comparable": "yellow",
+               "missing": "yellow"}
+
+
+def diff_table(d: Any, title: str) -> list[Any]:
+    """bench diff in a terminal: the table, the method in one sentence, changed top picks, and how
+    many sessions would detect a change at the noise seen."""
+    from bench.report import diff as diff_text
+
+    t = Table(title=Text(title), title_justify="left")
+    for col in ("model", "metric", "A", "B", "change [95% CI]", "status", "noise from"):
+        t.add_column(col, justify="right" if col in ("A", "B", "change [95% CI]") else "left")
+    for r in d.rows:
+        label = diff_text.metric_label(r.metric)
+        status = Text(r.status + (f": {r.reason}" if r.reason else ""), style=DIFF_STYLES.get(r.status, ""))
+        t.add_row(Text(r.model), Text(label + (f" · {r.prompt}" if r.prompt else "")),
+                  diff_text.fmt_value(r.metric, r.a), diff_text.fmt_value(r.metric, r.b), diff_text.fmt_change(r),
+                  status, Text(r.basis or ""))
+    parts: list[Any] = [t, Text(diff_text.METHOD, style="dim")]
+    parts += [Text(f"top pick for {name}: {v['a']} → {v['b']}", style="yellow")
+              for name, v in d.ranking.items() if v["a"] != v["b"]]
+    parts += [Text(h, style="dim") for h in d.hints]
+    return parts

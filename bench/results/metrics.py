@@ -53,6 +53,7 @@ class Metric:
     compared: bool = True  # diffed between runs and drawn in trends (request-level only)
     short: str = ""  # for narrow table headings (default: the label)
     of_model: Callable[[ModelInfo], float | None] | None = None  # a model-level figure instead of `value`
+    min_change: float = 0.05  # the practical threshold of a diff: smaller changes are "same" however clear
 
     @property
     def level(self) -> Literal["request", "model"]:

@@ -17,11 +17,11 @@ from bench.runtimes.base import (
 )
 from bench.runtimes.foundry import FoundryLocal
 from bench.runtimes.generic import OpenAICompatible
+from bench.runtimes.http import Connection, HTTPFailure
 from bench.runtimes.llamacpp import LlamaServer
 from bench.runtimes.lmstudio import LMStudio
 from bench.runtimes.ollama import Ollama
 from bench.runtimes.vllm import VLLM
-from bench.runtimes.http import Connection, HTTPFailure
 
 RUNTIMES: list[type[Runtime]] = [FoundryLocal, Ollama, LMStudio, LlamaServer, VLLM, OpenAICompatible]
 
