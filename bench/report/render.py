@@ -16,6 +16,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from bench.analysis import scoring
+from bench.analysis.history import model_steps
 from bench.quality import annotations
 from bench.report import diff as diff_text
 from bench.report.format import (  # noqa: F401 (md_text, slug, ...: the names pages and tests use)
@@ -87,6 +88,7 @@ def _env() -> Environment:
         fmt_extra=fmt_extra, extra_label=extra_label, config_json=_config_json, outputs=_outputs,
         judgements=_judgements, manual_for=_manual_for, figure_sources=figure_sources, load_chart=load_chart,
         pretty_json=lambda data: json.dumps(data, indent=2, ensure_ascii=False),
+        metric_label=diff_text.metric_label, fmt_metric=diff_text.fmt_value,
     )
     return env
 
@@ -109,15 +111,7 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     if latest is not None:
         cands = scoring.candidates(latest.run, quality_of(latest), latest.stats)
         rankings = [scoring.rank(cands, name, p) for name, p in profiles.items()]
-    model_slugs: dict[str, str] = {}
-    for v in views:
-        for key in v.run.models:
-            model_slugs.setdefault(key, slug(key))
-    prompt_slugs: dict[str, str] = {}
-    for v in views:
-        for p in v.run.workload.prompts:
-            prompt_slugs.setdefault(p["id"], slug(p["id"]))
-
+    model_slugs, prompt_slugs = _slugs(views)
     histories = {key: [v for v in views if key in v.run.models] for key in model_slugs}
     prompt_texts = {p["id"]: p["text"] for v in views for p in v.run.workload.prompts}
     common = dict(
@@ -139,11 +133,12 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
         pages[f"{prefix}/runs/{v.slug}.md"] = env.get_template("run.md.j2").render(
             **common, view=v, latency_chart=latency_chart(v), ttft_chart=ttft_chart(v))
     pages[f"{prefix}/models/index.md"] = env.get_template("models.md.j2").render(**common)
+    steps = {key: model_steps([v.run for v in views], key) for key in model_slugs}
     for key, mslug in model_slugs.items():
         history = histories[key]
         pages[f"{prefix}/models/{mslug}.md"] = env.get_template("model.md.j2").render(
             **common, key=key, history=history, info=history[-1].run.models[key],
-            trend=model_trend(history, key))
+            trend=model_trend(history, key), steps=steps.get(key, []))
     pages[f"{prefix}/prompts/index.md"] = env.get_template("prompts.md.j2").render(**common)
     for pid, pslug in prompt_slugs.items():
         pages[f"{prefix}/prompts/{pslug}.md"] = env.get_template("prompt.md.j2").render(
@@ -151,8 +146,21 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     pages[f"{prefix}/selection.md"] = env.get_template("selection.md.j2").render(
         **common, breakdowns=[breakdown(r) for r in rankings], selection_data=selection_data(rankings))
     pages[f"{prefix}/schema.md"] = env.get_template("schema.md.j2").render(**common, schema=schema_text())
-    pages[f"{prefix}/changes.md"] = env.get_template("changes.md.j2").render(**common, **_changes(views))
+    pages[f"{prefix}/changes.md"] = env.get_template("changes.md.j2").render(
+        **common, **_changes(views), steps=sorted((s for ss in steps.values() for s in ss), key=lambda s: s.run_id))
     return pages
+
+
+def _slugs(views: list[RunView]) -> tuple[dict[str, str], dict[str, str]]:
+    """Page slugs of every model and every prompt, in the order first seen."""
+    models: dict[str, str] = {}
+    prompts: dict[str, str] = {}
+    for v in views:
+        for key in v.run.models:
+            models.setdefault(key, slug(key))
+        for p in v.run.workload.prompts:
+            prompts.setdefault(p["id"], slug(p["id"]))
+    return models, prompts
 
 
 def _changes(views: list[RunView]) -> dict[str, Any]:
@@ -167,12 +175,13 @@ def _changes(views: list[RunView]) -> dict[str, Any]:
         return {"change": None, "previous": None}
     a = compare.Side(prev.run_id, {m: prev for m in prev.models})
     b = compare.Side(runs[-1].run_id, {m: runs[-1] for m in runs[-1].models})
-    d = compare.diff(a, b)
+    d = compare.diff(a, b, history=runs)
     rows = [dict(model=r.model, metric=diff_text.metric_label(r.metric),
                  a=diff_text.fmt_value(r.metric, r.a), b=diff_text.fmt_value(r.metric, r.b), change=diff_text.fmt_change(r),
-                 status=r.status, reason=r.reason or "") for r in d.rows]
+                 status=r.status, reason=r.reason or "", basis=r.basis or "") for r in d.rows]
     return {"change": {"rows": rows, "ranking": d.ranking, "regressions": len(d.regressions),
-                       "threshold": d.threshold}, "previous": next(v for v in views if v.run is prev)}
+                       "threshold": d.threshold, "method": diff_text.METHOD, "hints": d.hints},
+            "previous": next(v for v in views if v.run is prev)}
 
 
 def _constraints_text(profile: scoring.Profile) -> str:
