@@ -95,10 +95,13 @@ def test_other_machine_needs_cross_machine(server, prompts_file):
     a = run_once(server, prompts_file).path
     b = run_once(server, prompts_file).path
     data = json.loads(b.read_text())
-    data["machine"]["hostname_hash"] = "elsewhere"
+    data["machine"]["hostname_hash"] = "elsewhere"  # another hostname alone: the same machine
+    b.write_text(json.dumps(data))
+    assert cli("diff", str(a), str(b)).exit_code == 0
+    data["machine"]["cpu"], data["machine"]["ram_gib"] = "Other CPU 9000", 512
     b.write_text(json.dumps(data))
     r = cli("diff", str(a), str(b))
-    assert r.exit_code == 2 and "different machines" in r.stderr
+    assert r.exit_code == 2 and "different machines: CPU" in r.stderr and "RAM GiB" in r.stderr
     assert cli("diff", str(a), str(b), "--cross-machine").exit_code == 0
 
 

@@ -147,5 +147,5 @@ def test_a_version_4_run_loads_with_no_server_timings():
     committed = Path(__file__).resolve().parent.parent / "results" / "20261122T125050.975Z-7d4b95.json"
     assert json.loads(committed.read_text())["schema_version"] == 4
     run = store.load_run(committed)
-    assert run.schema_version == SCHEMA_VERSION == 5
+    assert run.schema_version == SCHEMA_VERSION == 6
     assert run.samples and all(s.server is None for s in run.samples)

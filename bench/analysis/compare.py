@@ -30,6 +30,7 @@ import numpy as np
 
 from bench.analysis import noise, quality_diff, scoring
 from bench.errors import BenchError
+from bench.results.machines import same_machine
 from bench.results.metrics import Metric, compared
 from bench.results.schema import Run, Sample
 from bench.results.store import (
@@ -202,7 +203,7 @@ def latest_comparable_pair(results_dir: Path, cross_machine: bool = False) -> tu
         raise CompareError(f"{results_dir} has {len(runs)} readable run(s); diff needs two (or name A and B)")
     b = runs[-1]
     for a in reversed(runs[:-1]):
-        if a.workload.hash == b.workload.hash and (cross_machine or a.machine.hostname_hash == b.machine.hostname_hash):
+        if a.workload.hash == b.workload.hash and (cross_machine or same_machine(a.machine, b.machine) is None):
             return a.run_id, b.run_id
     raise CompareError(
         f"no earlier run is comparable with the latest ({b.run_id}, workload {b.workload.hash}"
@@ -292,8 +293,9 @@ def _comparable(ra: Run, rb: Run, cross_machine: bool, model: str = "") -> str |
         return f"different prompt-cache modes ({ca} vs {cb}{why}): TTFT would not measure the same thing"
     if ra.workload.hash != rb.workload.hash:
         return f"different workloads ({ra.workload.hash} vs {rb.workload.hash}: prompts or generation params differ)"
-    if not cross_machine and ra.machine.hostname_hash != rb.machine.hostname_hash:
-        return "different machines (pass --cross-machine to compare anyway)"
+    differ = None if cross_machine else same_machine(ra.machine, rb.machine)
+    if differ:
+        return f"{differ} (pass --cross-machine to compare anyway)"
     return _settings_differ(ra, rb, model)
 
 
@@ -450,7 +452,7 @@ def comparable_models(d: Diff) -> int:
 
 def previous_comparable(runs: list[Run], run: Run) -> Run | None:
     for r in reversed([x for x in runs if x.run_id < run.run_id]):
-        if r.workload.hash == run.workload.hash and r.machine.hostname_hash == run.machine.hostname_hash:
+        if r.workload.hash == run.workload.hash and same_machine(r.machine, run.machine) is None:
             return r
     return None
 

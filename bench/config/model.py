@@ -149,6 +149,8 @@ class Config(_Strict):
     prompt_cache: Literal["cold", "warm"] = "cold"
     # service-level objectives for `bench capacity`, e.g. "ttft_p95<=0.5,tps_p50>=20"
     slo: str | None = None
+    # this machine's name (runs are grouped and compared by it; default: its hardware fingerprint)
+    machine: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[\w][\w .:@+()/-]*$")
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,7 @@ class Plan:
     scenario: str = "sequential"
     load: dict[str, Any] = field(default_factory=dict)  # the scenario's parameters (levels, requests, seed)
     notes: tuple[str, ...] = ()  # what a resume took from the user's config instead of the run file
+    machine_name: str | None = None  # bench.yaml's `machine:`
 
     def endpoint_of(self, model: Model) -> Endpoint:
         return self.endpoints[model.endpoint or next(iter(self.endpoints))]

@@ -243,6 +243,7 @@ def resolve(
         prompt_cache=pick("prompt_cache", prompt_cache, None, cfg.prompt_cache),
         scenario=("rate" if "rates" in load else "concurrency") if load else "sequential",
         load={**load, "seed": gen.seed if gen.seed is not None else 0} if load else {},
+        machine_name=cfg.machine,
     )
 
 

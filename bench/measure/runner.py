@@ -95,7 +95,7 @@ def _new_run(plan: Plan, scenario: Scenario) -> Run:
         started_at=utcnow(),
         bench_version=bench.__version__,
         git=git_info(),
-        machine=machine_info(),
+        machine=machine_info(plan.machine_name),
         workload=workload(prompts, plan.generation.model_dump(), plan.prompt_cache, scenario.params()),
         config=plan.snapshot(),
         models={

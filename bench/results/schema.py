@@ -46,7 +46,13 @@ def utcnow() -> str:
 #     Load scenarios: `workload.scenario` "concurrency" / "rate" with their parameters, the error
 #     kind "dropped" (an open-loop arrival over the in-flight cap, never sent).
 #     Upgrading a version-4 file sets `server: null`.
-SCHEMA_VERSION = 5
+#   6 (bench 0.5.0): machines and sessions. `machine.fingerprint` (a hash of the hardware facts
+#     that change results: CPU model and features, cores, RAM in GiB, GPUs, OS family, arch) with
+#     those facts and `machine.name` (bench.yaml `machine:`): runs are compared by it, not by the
+#     hostname hash. `sample.session` (the repeat of the matrix it belongs to, `--sessions`).
+#     Upgrading a version-5 file derives the facts its machine record holds (CPU features are
+#     unknown) and its fingerprint, and sets `session: 0`.
+SCHEMA_VERSION = 6
 
 SEQUENTIAL = {"name": "sequential"}  # the default scenario: one request at a time, rounds x prompts
 RunStatus = Literal["running", "complete", "partial", "interrupted"]
@@ -104,6 +110,7 @@ class Sample(_Model):
     prompt_id: str
     round: int = Field(description="0-based round; warmup requests count their own rounds")
     warmup: bool
+    session: int = Field(0, description="0-based repeat of the whole matrix (bench collect --sessions)")
     ok: bool
     error: ErrorKind | None = None
     error_detail: str | None = None
@@ -156,7 +163,8 @@ class GitInfo(_Model):
 
 
 class Machine(_Model):
-    hostname_hash: str | None = Field(None, description="sha256 prefix of the hostname (not the name)")
+    hostname_hash: str | None = Field(None, description="sha256 prefix of the hostname (not the name); not used "
+                                                        "to compare runs: many CI runners and images share one")
     os: str
     python: str
     cpu: str | None = None
@@ -164,6 +172,14 @@ class Machine(_Model):
     cores_logical: int | None = None
     ram_bytes: int | None = None
     gpus: list[str] = Field(default_factory=list)
+    name: str | None = Field(None, description="the user's name for this machine (bench.yaml `machine:`)")
+    os_family: str | None = Field(None, description="Linux, Darwin, Windows (not the kernel build)")
+    arch: str | None = Field(None, description="x86_64, arm64, ...")
+    ram_gib: int | None = Field(None, description="RAM rounded to the nearest GiB (totals drift by a few MB)")
+    cpu_features: list[str] | None = Field(None, description=(
+        "the CPU features that change inference speed (avx2, avx512f, amx_int8, neon, ...); null: not known"))
+    fingerprint: str | None = Field(None, description=(
+        "sha256 prefix of cpu, cpu_features, cores, ram_gib, gpus, os_family and arch: equal = same hardware"))
 
 
 class EndpointInfo(_Model):

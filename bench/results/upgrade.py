@@ -49,8 +49,32 @@ def _upgrade_to_5(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _upgrade_to_6(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 6 compares machines by a fingerprint of their hardware facts: derive what the old
+    machine record holds (its CPU features are unknown); every sample was in session 0."""
+    from bench.results.machines import GIB, arch_of, fingerprint, os_family
+    from bench.results.schema import Machine
+
+    m = data.get("machine")
+    if isinstance(m, dict):
+        text = m.get("os") if isinstance(m.get("os"), str) else ""
+        ram = m.get("ram_bytes")
+        m.setdefault("os_family", os_family(text))
+        m.setdefault("arch", arch_of(text))
+        m.setdefault("ram_gib", round(ram / GIB) if isinstance(ram, int) and not isinstance(ram, bool) and ram > 0
+                     else None)
+        try:
+            m.setdefault("fingerprint", fingerprint(Machine.model_validate(m)))
+        except ValueError:
+            pass  # a malformed machine record: validation of the whole file says what is wrong
+    for s in data.get("samples") if isinstance(data.get("samples"), list) else []:
+        if isinstance(s, dict):
+            s.setdefault("session", 0)
+    return data
+
+
 _UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_to_2, 2: _upgrade_to_3,
-                                                                    3: _upgrade_to_4, 4: _upgrade_to_5}
+                                                                    3: _upgrade_to_4, 4: _upgrade_to_5, 5: _upgrade_to_6}
 
 
 def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
