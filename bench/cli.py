@@ -71,6 +71,8 @@ def _sigterm_as_interrupt() -> None:
 @click.option("--prompts", type=click.Path(path_type=Path), help="Prompts file: JSON/YAML list of strings or of {id, text, rubric}.")
 @click.option("--rounds", type=int, help="Measured rounds per prompt (default 3).")
 @click.option("--warmup", type=int, help="Warmup requests per model, excluded from statistics (default 1).")
+@click.option("--sessions", type=int, help="Repeat the whole matrix N times, a fresh embedded server each (default 1): "
+                                           "bench diff then measures run-to-run noise within the run.")
 @click.option("--max-tokens", type=int, help="Completion token limit, sent as max_tokens (default 150).")
 @click.option("--timeout", type=float, help="Per-request timeout in seconds (default 300).")
 @click.option("--stall-timeout", type=float, help="Longest silence allowed inside a stream, seconds (default 60).")
@@ -95,7 +97,7 @@ def _sigterm_as_interrupt() -> None:
                    "untimed request per measured one fetches them (doubles the requests).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def collect(config_path: Path | None, endpoint: str | None, models: str | None, prompts: Path | None,
-            rounds: int | None, warmup: int | None, max_tokens: int | None, timeout: float | None,
+            rounds: int | None, warmup: int | None, sessions: int | None, max_tokens: int | None, timeout: float | None,
             stall_timeout: float | None, results_dir: Path | None, no_stream: bool | None,
             prompt_cache: str | None, concurrency: str | None, rates: str | None, requests_per_level: int | None,
             duration: float | None, max_in_flight: int | None, resume: str | None, download: bool,
@@ -116,7 +118,7 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
             config_path, env=env, endpoint=endpoint, models=models, prompts=prompts, rounds=rounds,
             warmup=warmup, max_tokens=max_tokens, timeout=timeout, stall_timeout=stall_timeout,
             results_dir=results_dir, stream=False if no_stream else None, prompt_cache=prompt_cache,
-            concurrency=_levels(concurrency), requests_per_level=requests_per_level,
+            concurrency=_levels(concurrency), requests_per_level=requests_per_level, sessions=sessions,
             rate=_rates(rates), duration=duration, max_in_flight=max_in_flight,
         )
         plan, writer = runner.prepare(plan)

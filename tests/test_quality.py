@@ -122,8 +122,8 @@ def test_judge_scores_valid_and_records_garbage_as_unparseable(server):
     assert j.prompt_hash and j.prompt_version == 1 and "I would say" in j.raw
     assert model_quality(run)["m"].judge == 4.0 and model_quality(run)["m"].unparseable == 1
     # The judge saw the rubric's criteria and the answer, fenced.
-    body = [q["body"] for q in server.requests if q["body"] and q["body"].get("model") == "judge"][0]
-    content = body["messages"][0]["content"]
+    bodies = [q["body"] for q in server.requests if q["body"] and q["body"].get("model") == "judge"]
+    content = next(c for b in bodies if "retrieval augmented" in (c := b["messages"][0]["content"]))  # prompts are shuffled
     assert "covers retrieval" in content and "<<<ANSWER" in content and GOOD[0].strip() in content
     # Judging again skips what this judge already scored.
     again = judge_run(writer, Endpoint(name="j", base_url=server.url), "judge", env={})

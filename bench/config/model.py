@@ -137,6 +137,7 @@ class Config(_Strict):
     generation: Generation = Field(default_factory=Generation)
     rounds: int = Field(3, ge=1)
     warmup: int = Field(1, ge=0)
+    sessions: int = Field(1, ge=1, le=100)
     timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0, allow_inf_nan=False)
     stall_timeout_s: float = Field(DEFAULT_STALL_TIMEOUT_S, gt=0, allow_inf_nan=False)
     retries: int = Field(3, ge=0)
@@ -176,6 +177,7 @@ class Plan:
     load: dict[str, Any] = field(default_factory=dict)  # the scenario's parameters (levels, requests, seed)
     notes: tuple[str, ...] = ()  # what a resume took from the user's config instead of the run file
     machine_name: str | None = None  # bench.yaml's `machine:`
+    sessions: int = 1  # repeats of the whole matrix (a fresh embedded server each)
 
     def endpoint_of(self, model: Model) -> Endpoint:
         return self.endpoints[model.endpoint or next(iter(self.endpoints))]
@@ -200,6 +202,7 @@ class Plan:
             "generation": self.generation.model_dump(),
             "rounds": self.rounds,
             "warmup": self.warmup,
+            "sessions": self.sessions,
             "timeout_s": self.timeout_s,
             "stall_timeout_s": self.stall_timeout_s,
             "retries": self.retries,

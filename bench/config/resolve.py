@@ -50,13 +50,22 @@ def check_numbers(*, rounds: int, warmup: int, timeout: float, stall_timeout: fl
             raise ConfigError(f"{flag} must be at least {low} (got {value})")
 
 
-def check_matrix(models: int, prompts: int, rounds: int, warmup: int) -> None:
+def _sessions(value: Any, load: dict[str, Any]) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100:
+        raise ConfigError(f"--sessions must be a whole number from 1 to 100; got {value!r}")
+    if value > 1 and load:
+        raise ConfigError("--sessions repeats the sequential matrix; a load sweep (--concurrency, --rate) takes one "
+                          "session: run it again for another")
+    return value
+
+
+def check_matrix(models: int, prompts: int, rounds: int, warmup: int, sessions: int = 1) -> None:
     """Refuse a matrix too large to run before anything builds it."""
-    total = models * (warmup + rounds * prompts)
+    total = models * sessions * (warmup + rounds * prompts)
     if total > MAX_REQUESTS:
         raise ConfigError(
-            f"the matrix would make {total:,} requests ({models} model(s) x ({warmup:,} warmup + {prompts} "
-            f"prompt(s) x {rounds:,} round(s))), over bench's limit of {MAX_REQUESTS:,} per run: "
+            f"the matrix would make {total:,} requests ({models} model(s) x {sessions} session(s) x ({warmup:,} warmup "
+            f"+ {prompts} prompt(s) x {rounds:,} round(s))), over bench's limit of {MAX_REQUESTS:,} per run: "
             "lower --rounds or --warmup (rounds:, warmup: in bench.yaml), or split the run")
 
 
@@ -192,6 +201,7 @@ def resolve(
     prompts: Path | None = None,
     rounds: int | None = None,
     warmup: int | None = None,
+    sessions: int | None = None,
     max_tokens: int | None = None,
     timeout: float | None = None,
     stall_timeout: float | None = None,
@@ -207,12 +217,7 @@ def resolve(
     load = _load_params(**load_flags)
     cfg, path, raw = _load_config(config_path)
     pick = _Picker()
-    url = pick("endpoint", endpoint, env.get("FOUNDRY_LOCAL_ENDPOINT") or env.get("OPENAI_BASE_URL") or None, None)
-    endpoints = _endpoints(cfg, path, url, endpoint is not None)
-    builtins = {m["name"]: Model.model_validate(m) for m in _builtin_models()}
-    names = pick("models", _split_names(models), _split_names(env.get("BENCH_MODELS")), None)
-    chosen = _chosen_models(cfg, path, names, endpoints, builtins)
-    resolved_models = _bind_models(chosen, path, endpoints, url, builtins, require_endpoint)
+    endpoints, resolved_models = _where_and_what(cfg, path, pick, env, endpoint, models, require_endpoint)
     prompt_list = _prompts(cfg, path, raw, prompts, pick)
 
     gen = cfg.generation
@@ -223,7 +228,8 @@ def resolve(
     timeout_v = pick("timeout_s", timeout, None, cfg.timeout_s)
     stall_v = pick("stall_timeout_s", stall_timeout, None, cfg.stall_timeout_s)
     check_numbers(rounds=rounds_v, warmup=warmup_v, timeout=timeout_v, stall_timeout=stall_v, max_tokens=tokens_v)
-    check_matrix(len(resolved_models), len(prompt_list), rounds_v, warmup_v)
+    sessions_v = _sessions(pick("sessions", sessions, None, cfg.sessions), load)
+    check_matrix(len(resolved_models), len(prompt_list), rounds_v, warmup_v, sessions_v)
     rdir = pick("results_dir", results_dir, env.get("BENCH_RESULTS_DIR") or None, None) or _configured_dir(cfg, path)
     return Plan(
         endpoints=endpoints,
@@ -244,7 +250,19 @@ def resolve(
         scenario=("rate" if "rates" in load else "concurrency") if load else "sequential",
         load={**load, "seed": gen.seed if gen.seed is not None else 0} if load else {},
         machine_name=cfg.machine,
+        sessions=sessions_v,
     )
+
+
+def _where_and_what(cfg: Any, path: Path | None, pick: Any, env: Mapping[str, str], endpoint: str | None,
+                    models: str | None, require_endpoint: bool) -> tuple[dict[str, Endpoint], list[Model]]:
+    """The endpoints and the models bound to them (bench.yaml < environment < flags)."""
+    url = pick("endpoint", endpoint, env.get("FOUNDRY_LOCAL_ENDPOINT") or env.get("OPENAI_BASE_URL") or None, None)
+    endpoints = _endpoints(cfg, path, url, endpoint is not None)
+    builtins = {m["name"]: Model.model_validate(m) for m in _builtin_models()}
+    names = pick("models", _split_names(models), _split_names(env.get("BENCH_MODELS")), None)
+    chosen = _chosen_models(cfg, path, names, endpoints, builtins)
+    return endpoints, _bind_models(chosen, path, endpoints, url, builtins, require_endpoint)
 
 
 def _configured_dir(cfg: Any, path: Path | None) -> Path:
@@ -287,6 +305,7 @@ def plan_from_snapshot(snapshot: Mapping[str, Any], results_dir: Path) -> Plan:
             generation=Generation.model_validate(snapshot["generation"]),
             rounds=int(snapshot["rounds"]),
             warmup=int(snapshot["warmup"]),
+            sessions=int(snapshot.get("sessions", 1)),
             timeout_s=float(snapshot["timeout_s"]),
             stall_timeout_s=float(snapshot["stall_timeout_s"]),
             retries=int(snapshot["retries"]),
@@ -341,7 +360,7 @@ def _check_stored(plan: Plan) -> Plan:
     try:
         check_numbers(rounds=plan.rounds, warmup=plan.warmup, timeout=plan.timeout_s,
                       stall_timeout=plan.stall_timeout_s, max_tokens=plan.generation.max_tokens)
-        check_matrix(len(plan.models), len(plan.prompts), plan.rounds, plan.warmup)
+        check_matrix(len(plan.models), len(plan.prompts), plan.rounds, plan.warmup, plan.sessions)
     except ConfigError as e:
         raise ConfigError(f"the run file's config snapshot is invalid: {e}; start a new run") from None
     return plan

@@ -7,6 +7,7 @@ loses nothing measured; ``resume`` runs only the cells a run file is missing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import time
@@ -148,9 +149,9 @@ def prepare(
     return resumed, RunWriter(path, run, new=False, journal=True, purpose="bench collect --resume")
 
 
-def _final_cells(run: Run) -> set[tuple[str, str, int]]:
+def _final_cells(run: Run) -> set[tuple[str, str, int, int]]:
     """Cells with a final answer: a success, or a failure that another try would not change."""
-    return {(s.model, s.prompt_id, s.round) for s in run.samples
+    return {(s.model, s.prompt_id, s.round, s.session) for s in run.samples
             if not s.warmup and (s.ok or s.error not in TRANSIENT_ERRORS)}
 
 
@@ -193,7 +194,7 @@ def _collect(plan: Plan, writer: RunWriter, *, env: Mapping[str, str], reporter:
     run = writer.run
     scenario = scenarios.get(plan.scenario, plan.load)
     done = _final_cells(run)
-    todo = {m.key: [c for c in scenario.cells(plan) if (m.key, c.prompt.id, c.round) not in done] for m in plan.models}
+    todo = {m.key: [c for c in scenario.cells(plan) if (m.key, *c.key) not in done] for m in plan.models}
     total = sum(len(c) + (plan.warmup if c else 0) for c in todo.values())
     opts = RequestOptions(gen=plan.generation, timeout_s=plan.timeout_s, stall_timeout_s=plan.stall_timeout_s,
                           retries=plan.retries, backoff_s=backoff_s)
@@ -213,7 +214,7 @@ def _collect(plan: Plan, writer: RunWriter, *, env: Mapping[str, str], reporter:
             if target.own is not None:
                 target.own.stop()
     done = _final_cells(run)
-    missing = any((m.key, c.prompt.id, c.round) not in done for m in plan.models for c in scenario.cells(plan))
+    missing = any((m.key, *c.key) not in done for m in plan.models for c in scenario.cells(plan))
     bad = any(run.models[m.key].status != "ok" for m in plan.models)
     run.status = "partial" if (missing or bad) else "complete"
     run.ended_at = utcnow()
@@ -233,6 +234,17 @@ def _open_targets(plan: Plan, env: Mapping[str, str]) -> tuple[dict[str, Target]
 
 def _run_one(job: "_Job", targets: Mapping[str, Target], unavailable: Mapping[str, str],
              model_paths: Mapping[str, Path], env: Mapping[str, str]) -> None:
+    """Each session of the model in turn (its own warmup, and a fresh server when bench starts
+    it); a session that leaves the model failed or skipped ends it."""
+    for session in sorted({c.session for c in job.cells}):
+        _run_session(dataclasses.replace(job, cells=[c for c in job.cells if c.session == session]), targets,
+                     unavailable, model_paths, env)
+        if job.info.status != "ok":
+            break
+
+
+def _run_session(job: "_Job", targets: Mapping[str, Target], unavailable: Mapping[str, str],
+                 model_paths: Mapping[str, Path], env: Mapping[str, str]) -> None:
     m, run = job.m, job.writer.run
     if m.embedded:
         if m.key in model_paths:
@@ -338,7 +350,8 @@ class _ModelRun:
         self.writer.add(s)
         self.reporter.sample(s)
 
-    def request(self, prompt: Any, round_: int, warmup: bool, coords: dict[str, Any] | None = None) -> Sample:
+    def request(self, prompt: Any, round_: int, warmup: bool, coords: dict[str, Any] | None = None,
+                session: int = 0) -> Sample:
         text, nonce = self._text_for(prompt, warmup)
         s = run_request(self.target.client, self.target.counter, self.served, prompt.id, text, self.opts,
                         round=round_, warmup=warmup, sleep=self.sleep,
@@ -346,7 +359,7 @@ class _ModelRun:
         self.target.last_text = text
         if self.job.server_timings and s.ok and not warmup and s.server is None:
             s.server = self._paired(prompt.text)
-        s.model, s.cache_nonce, s.scenario = self.m.key, nonce, dict(coords or {})
+        s.model, s.cache_nonce, s.scenario, s.session = self.m.key, nonce, dict(coords or {}), session
         if s.resolved_model:
             self.info.resolved_id = s.resolved_model
         self.writer.add(s)
@@ -436,8 +449,9 @@ def _run_model(job: _Job, target: Target) -> None:
         return
     mr = _ModelRun(job, target, served)
     first_warmup = sum(1 for s in writer.run.samples if s.model == key and s.warmup)
+    session = job.cells[0].session if job.cells else 0
     for i in range(job.plan.warmup):
-        s = mr.request(WARMUP_PROMPT, first_warmup + i, True)
+        s = mr.request(WARMUP_PROMPT, first_warmup + i, True, session=session)
         if not s.ok and mr.stop_after(s, 0, len(job.cells)):
             return
     stopped = False
@@ -447,8 +461,8 @@ def _run_model(job: _Job, target: Target) -> None:
         stopped = mr.stop_after(s, consecutive, remaining)
         return stopped
 
-    job.scenario.drive(job.cells, lambda c: mr.request(c.prompt, c.round, False, c.coords), stop,
-                       lambda c: mr.request(c.prompt, c.round, True, c.coords), mr.dropped)
+    job.scenario.drive(job.cells, lambda c: mr.request(c.prompt, c.round, False, c.coords, c.session), stop,
+                       lambda c: mr.request(c.prompt, c.round, True, c.coords, c.session), mr.dropped)
     if stopped:
         return
     mine = [s for s in writer.run.samples if s.model == key and not s.warmup]

@@ -23,10 +23,11 @@ class Cell:
     round: int
     prompt: Prompt
     coords: dict[str, Any] = field(default_factory=dict)
+    session: int = 0  # the repeat of the whole matrix it belongs to (--sessions)
 
     @property
-    def key(self) -> tuple[str, int]:
-        return self.prompt.id, self.round
+    def key(self) -> tuple[str, int, int]:
+        return self.prompt.id, self.round, self.session
 
 
 # send(cell) -> the sample it produced; stop(sample, consecutive_failures, remaining) -> stop the model?
