@@ -61,6 +61,7 @@ from bench.report.write import (  # noqa: F401
     write_pages,
 )
 from bench.results import metrics
+from bench.results.machines import same_machine
 from bench.results.schema import ModelInfo, Run, schema_text
 from bench.results.stats import ModelStats, run_stats
 from bench.results.store import LoadProblem, load_all
@@ -106,7 +107,7 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
         m = manual.get(r.run_id, {})
         views.append(RunView(r, run_stats(r), slug(r.run_id), annotations.model_quality(r, m),
                              annotations.agreement(r, m), m))
-    latest = views[-1] if views else None
+    latest, sources, failed_latest = current(views)
     rankings: list[scoring.Ranking] = []
     if latest is not None:
         cands = scoring.candidates(latest.run, quality_of(latest), latest.stats)
@@ -116,6 +117,7 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     prompt_texts = {p["id"]: p["text"] for v in views for p in v.run.workload.prompts}
     common = dict(
         prefix=Markup(slug(prefix)), views=views, latest=latest, problems=problems, rankings=rankings,
+        newest=views[-1] if views else None, sources=sources, failed_latest=failed_latest, age=_age,
         **_load_context(views, bounds),
         model_slugs=model_slugs, prompt_slugs=prompt_slugs, histories=histories,
         prompt_text=lambda pid: prompt_texts.get(pid, ""),
@@ -238,6 +240,48 @@ def _manual_for(view: RunView, sample: Any) -> int | None:
 
 def _outputs(view: RunView, model: str, prompt_id: str) -> list[Any]:
     return [s for s in view.run.samples if s.model == model and s.prompt_id == prompt_id and not s.warmup]
+
+
+def current(views: list[RunView]) -> tuple[RunView | None, dict[str, RunView], RunView | None]:
+    """What the home and selection pages show: per model of the newest run, the newest run of the
+    same workload and machine in which it had a successful request (so one failed run never hides
+    what is known), as one view; the run each model's figures come from; and the newest run when
+    it had no successful request at all (the page says so in a banner)."""
+    if not views:
+        return None, {}, None
+    newest = views[-1]
+    sources: dict[str, RunView] = {}
+    for key in newest.run.models:
+        sources[key] = next((v for v in reversed(views) if key in v.run.models and _good(v.run, key)
+                             and v.run.workload.hash == newest.run.workload.hash
+                             and same_machine(v.run.machine, newest.run.machine) is None), newest)
+    failed = None if any(_good(newest.run, k) for k in newest.run.models) else newest
+    if all(v is newest for v in sources.values()):
+        return newest, sources, failed
+    run = newest.run.model_copy(update={
+        "models": {k: sources[k].run.models[k] for k in newest.run.models},
+        "samples": [s for k in newest.run.models for s in sources[k].run.samples if s.model == k],
+        "judgements": [j for k in newest.run.models for j in sources[k].run.judgements if j.model == k]})
+    manual = {rid: v for k, src in sources.items() for rid, v in src.manual.items() if rid.rsplit("/", 2)[0] == k}
+    view = RunView(run, run_stats(run), newest.slug, annotations.model_quality(run, manual),
+                   annotations.agreement(run, manual), manual)
+    return view, sources, failed
+
+
+def _good(run: Run, key: str) -> bool:
+    return any(s.model == key and s.ok and not s.warmup for s in run.samples)
+
+
+def _age(older: str, newer: str) -> str:
+    """How much older one run is than another, in words ('3 h', '2 days')."""
+    from datetime import datetime
+
+    try:
+        gap = (datetime.fromisoformat(newer.replace("Z", "+00:00")) - datetime.fromisoformat(older.replace("Z", "+00:00")))
+    except ValueError:
+        return "older"
+    hours = gap.total_seconds() / 3600
+    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.0f} days"
 
 
 def _latest_with_prompt(views: list[RunView], pid: str) -> RunView | None:

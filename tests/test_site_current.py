@@ -1,0 +1,71 @@
+"""The home page never goes blank while good data exists: a failed latest run is a banner, and the
+figures come from each model's latest good run of the same workload on the same machine."""
+
+from __future__ import annotations
+
+from bench.report import render as render_mod
+from bench.report.render import slug
+from tests.conftest import Script, collect
+
+PROFILES = {"p": render_mod.scoring.Profile(weights={"latency": 1})}
+
+
+def test_a_failed_latest_run_is_a_banner_over_the_good_figures(server, tmp_path):
+    server.set_model("fast", Script(ttft_s=0.05, itl_s=0.002))
+    server.set_model("slow", Script(ttft_s=0.2, itl_s=0.01))
+    collect(server, "fast,slow", rounds=1, warmup=0, results_dir=tmp_path / "r")
+    good = collect(server, "fast,slow", rounds=1, warmup=0, results_dir=tmp_path / "r").run
+    server.set_model("fast", Script(status=500))
+    server.set_model("slow", Script(status=500))
+    failed = collect(server, "fast,slow", rounds=1, warmup=0, results_dir=tmp_path / "r").run
+    from bench.results import store
+
+    runs, _ = store.load_all(tmp_path / "r")
+    pages = render_mod.build_pages(runs, [], PROFILES)
+    home = pages["index.md"]
+    assert '!!! warning "The latest run failed"' in home
+    assert f"The latest run, [{failed.run_id}](report/runs/{slug(failed.run_id)}.md#failures), failed:" in home
+    assert "0 of 6 requests succeeded" in home.replace("\n    ", " ")  # 3 each before the models were stopped
+    assert "none eligible" not in home and "**[fast](report/models/fast.md)**" in home  # the pick survives
+    assert f"(from [{good.run_id}](report/runs/{slug(good.run_id)}.md)," in home and "older)" in home
+    assert "| 4/4 |" in home  # the good run's requests, not the failed one's 0/4
+    assert "**[fast]" in pages["report/selection.md"] or "fast" in pages["report/selection.md"]
+
+
+def test_a_good_latest_run_shows_no_banner_and_no_sources(server, tmp_path):
+    server.set_model("m", Script())
+    collect(server, "m", rounds=1, warmup=0, results_dir=tmp_path / "r")
+    from bench.results import store
+
+    runs, _ = store.load_all(tmp_path / "r")
+    home = render_mod.build_pages(runs, [], PROFILES)["index.md"]
+    assert "The latest run failed" not in home and "(from [" not in home
+
+
+def test_another_workload_is_not_mixed_in(server, tmp_path):
+    server.set_model("m", Script())
+    collect(server, "m", rounds=1, warmup=0, results_dir=tmp_path / "r", max_tokens=20)
+    server.set_model("m", Script(status=500))
+    collect(server, "m", rounds=1, warmup=0, results_dir=tmp_path / "r")
+    from bench.results import store
+
+    runs, _ = store.load_all(tmp_path / "r")
+    home = render_mod.build_pages(runs, [], PROFILES)["index.md"]
+    assert "The latest run failed" in home and "(from [" not in home  # the good run's workload differs
+
+
+def test_bench_show_never_cuts_model_names_in_a_narrow_terminal(server):
+    from rich.console import Console
+
+    from bench.report.terminal import summary_table
+
+    long_name = "smollm2-135m-instruct-q4_1-from-a-long-registry-path"
+    server.set_model(long_name, Script())
+    server.set_model("gemma-3-270m", Script())
+    run = collect(server, f"{long_name},gemma-3-270m", rounds=1, warmup=0).run
+    for width in (80, 60, 200):
+        console = Console(width=width, record=True, color_system=None)
+        console.print(summary_table(run, console.width))
+        text = console.export_text()
+        assert long_name in text and "gemma-3-270m" in text and "…" not in text, (width, text)
+        assert max(len(line) for line in text.splitlines()) <= width
