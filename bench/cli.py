@@ -131,7 +131,7 @@ def collect(config_path: Path | None, endpoint: str | None, models: str | None, 
                                  server_timings=server_timings)
     run = outcome.run
     if not quiet:
-        out.print(summary_table(run))
+        out.print(summary_table(run, out.width))
     problems = failure_lines(run)
     if problems:
         err.print(Text("failures:", style="bold yellow"))
@@ -284,7 +284,7 @@ def show(run_ref: str, results_dir: Path | None, as_json: bool) -> None:
         }
         click.echo(store.json_text(payload))
         return
-    out.print(summary_table(run))
+    out.print(summary_table(run, out.width))
     if (per_level := levels_table(run)) is not None:
         out.print(per_level)
     for line in failure_lines(run):

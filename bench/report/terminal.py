@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -15,10 +15,14 @@ from bench.results import metrics, stats
 from bench.results.schema import ModelInfo, Run, Sample
 
 
-def summary_table(run: Run) -> Table:
+def summary_table(run: Run, width: int | None = None) -> Any:
     """Per model: counts, then each request-level metric's table statistics (model-level figures
-    such as memory are in ``--json``, the exports and the pages)."""
+    such as memory are in ``--json``, the exports and the pages). In a terminal narrower than the
+    table needs (``width``), one small table per model instead: names are never cut."""
     columns = metrics.columns("table", "request")
+    names = max((len(k) + 12 for k in run.models), default=10)
+    if width is not None and width < names + 11 * (len(columns) + 3):
+        return _vertical(run, columns)
     t = Table(title=Text(f"run {run.run_id} ({run.status})"), title_justify="left")
     for col in ["model", "ok", "failed", *(textfmt.metric_heading(m, stat) for m, stat in columns), "tokens from"]:
         t.add_column(col, justify="left" if col in ("model", "tokens from") else "right")
@@ -33,6 +37,25 @@ def summary_table(run: Run) -> Table:
             Text(", ".join(ms.tokens_sources) or "–"),
         )
     return t
+
+
+def _vertical(run: Run, columns: list) -> Group:
+    parts: list[Any] = [Text(f"run {run.run_id} ({run.status})", style="italic")]
+    for ms in stats.run_stats(run):
+        info = run.models[ms.model]
+        title = Text(ms.model, style="bold")
+        if info.status in ("skipped", "failed"):
+            title.append(f" ({info.status})", style="yellow")
+        parts.append(title)  # above, not the table's title: a title wraps at the table's width
+        t = Table(show_header=False)
+        t.add_column("figure")
+        t.add_column("value", justify="right")
+        t.add_row("ok / failed", f"{ms.ok} / {ms.failed}")
+        for m, stat in columns:
+            t.add_row(textfmt.metric_heading(m, stat), textfmt.metric_number(m, ms.figure(m, stat)))
+        t.add_row("tokens from", ", ".join(ms.tokens_sources) or "–")
+        parts.append(t)
+    return Group(*parts)
 
 
 def failure_lines(run: Run) -> list[Text]:
