@@ -89,3 +89,29 @@ def test_runs_on_renamed_hosts_are_compared_and_other_hardware_is_not(server):
     b.write_text(json.dumps(data))
     r = cli("diff", a.stem, b.stem)
     assert r.exit_code == 2 and "CPU features" in r.stderr
+
+
+def test_bench_machine_names_the_machine_too_and_is_checked(server):
+    server.set_model("m", Script())
+    from bench.config import resolve
+
+    plan = resolve(None, env={"BENCH_MACHINE": "gha-ubuntu-24.04"}, endpoint=server.url, models="m")
+    assert plan.machine_name == "gha-ubuntu-24.04"
+    r = cli("collect", "--endpoint", server.url, "--models", "m", env={"BENCH_MACHINE": "bad\nname"})
+    assert r.exit_code == 2 and "machine name" in r.output and "Traceback" not in r.output
+
+
+def test_the_example_ci_workflow_passes_actionlint():
+    import subprocess
+    import sys
+
+    exe = shutil.which("actionlint") or str(Path(sys.executable).parent / "actionlint")
+    if not Path(exe).exists():
+        import pytest
+
+        pytest.skip("actionlint is not installed (pip install -e '.[test]')")
+    workflow = ROOT / "examples" / "github" / "bench-matrix.yml"
+    done = subprocess.run([exe, "-no-color", str(workflow)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = workflow.read_text()
+    assert "BENCH_MACHINE: gha-${{ matrix.runner }}" in text and "git pull --rebase" in text

@@ -129,6 +129,9 @@ class Embedded(_Strict):
                         extra_bufts=self.extra_bufts, flash_attn=self.flash_attn)
 
 
+MACHINE_NAME = r"^[\w][\w .:@+()/-]*$"  # a machine's name: 1-64 such characters
+
+
 class Config(_Strict):
     endpoints: list[Endpoint] = Field(default_factory=list)
     models: list[Model] = Field(default_factory=list)
@@ -151,7 +154,7 @@ class Config(_Strict):
     # service-level objectives for `bench capacity`, e.g. "ttft_p95<=0.5,tps_p50>=20"
     slo: str | None = None
     # this machine's name (runs are grouped and compared by it; default: its hardware fingerprint)
-    machine: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[\w][\w .:@+()/-]*$")
+    machine: str | None = Field(None, min_length=1, max_length=64, pattern=MACHINE_NAME)
 
 
 @dataclass(frozen=True)

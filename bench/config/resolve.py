@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 from bench.config.load import _load_config, _msg, load_config
 from bench.config.model import (
     DEFAULT_KEY_ENV,
+    MACHINE_NAME,
     Config,
     Embedded,
     Endpoint,
@@ -48,6 +50,13 @@ def check_numbers(*, rounds: int, warmup: int, timeout: float, stall_timeout: fl
     for flag, value, low in (("--rounds", rounds, 1), ("--warmup", warmup, 0), ("--max-tokens", max_tokens, 1)):
         if value < low:
             raise ConfigError(f"{flag} must be at least {low} (got {value})")
+
+
+def _machine(name: str | None) -> str | None:
+    """This machine's name (bench.yaml ``machine:``, or BENCH_MACHINE, e.g. per CI runner)."""
+    if name is not None and (len(name) > 64 or not re.fullmatch(MACHINE_NAME, name)):
+        raise ConfigError(f"machine name {name!r}: use 1-64 letters, digits and ' .:@+()/-', e.g. laptop-16gb")
+    return name
 
 
 def _sessions(value: Any, load: dict[str, Any]) -> int:
@@ -249,7 +258,7 @@ def resolve(
         prompt_cache=pick("prompt_cache", prompt_cache, None, cfg.prompt_cache),
         scenario=("rate" if "rates" in load else "concurrency") if load else "sequential",
         load={**load, "seed": gen.seed if gen.seed is not None else 0} if load else {},
-        machine_name=cfg.machine,
+        machine_name=_machine(pick("machine", None, env.get("BENCH_MACHINE") or None, cfg.machine)),
         sessions=sessions_v,
     )
 
