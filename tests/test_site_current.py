@@ -69,3 +69,32 @@ def test_bench_show_never_cuts_model_names_in_a_narrow_terminal(server):
         text = console.export_text()
         assert long_name in text and "gemma-3-270m" in text and "…" not in text, (width, text)
         assert max(len(line) for line in text.splitlines()) <= width
+
+
+def test_two_machines_are_two_groups_and_never_compared(server, tmp_path):
+    import json
+
+    from bench.results import store
+
+    server.set_model("m", Script(ttft_s=0.01, itl_s=0.001))
+    laptop = [collect(server, "m", rounds=3, warmup=0, results_dir=tmp_path / "r").path for _ in range(2)]
+    server.set_model("m", Script(ttft_s=0.05, itl_s=0.005))  # the other machine is five times slower
+    ci = [collect(server, "m", rounds=3, warmup=0, results_dir=tmp_path / "r").path for _ in range(2)]
+    for path, name in [(p, "laptop-16gb") for p in laptop] + [(p, "ci-runner") for p in ci]:
+        data = json.loads(path.read_text())
+        data["machine"]["name"] = name
+        path.write_text(json.dumps(data))
+    runs, _ = store.load_all(tmp_path / "r")
+    pages = render_mod.build_pages(runs, [], PROFILES)
+    index = pages["report/machines.md"]
+    assert "[ci-runner](machines/ci-runner.md)" in index and "[laptop-16gb](machines/laptop-16gb.md)" in index
+    assert f"[{laptop[1].stem}]" in pages["report/machines/laptop-16gb.md"]
+    assert laptop[0].stem not in pages["report/machines/ci-runner.md"]
+    assert "figures from this machine only; [1 other machine](report/machines.md)" in pages["index.md"]
+    changes = pages["report/changes.md"]
+    assert ci[0].stem in changes and laptop[1].stem not in changes  # the newest run against its own machine's
+    assert "+400%" not in changes and "-80%" not in changes
+    from bench.analysis import compare
+
+    d = compare.diff(compare.resolve_side(str(laptop[1]), tmp_path / "r"), compare.resolve_side(str(ci[1]), tmp_path / "r"))
+    assert [r.status for r in d.rows] == ["not comparable"] and "laptop-16gb vs ci-runner" in d.rows[0].reason

@@ -9,6 +9,7 @@ shown in fenced code blocks whose fence is longer than any backtick run inside t
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -61,7 +62,7 @@ from bench.report.write import (  # noqa: F401
     write_pages,
 )
 from bench.results import metrics
-from bench.results.machines import same_machine
+from bench.results.machines import machine_key, machine_label, same_machine
 from bench.results.schema import ModelInfo, Run, schema_text
 from bench.results.stats import ModelStats, run_stats
 from bench.results.store import LoadProblem, load_all
@@ -118,6 +119,7 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     common = dict(
         prefix=Markup(slug(prefix)), views=views, latest=latest, problems=problems, rankings=rankings,
         newest=views[-1] if views else None, sources=sources, failed_latest=failed_latest, age=_age,
+        machine_count=len({machine_key(v.run.machine) for v in views}),
         **_load_context(views, bounds),
         model_slugs=model_slugs, prompt_slugs=prompt_slugs, histories=histories,
         prompt_text=lambda pid: prompt_texts.get(pid, ""),
@@ -125,22 +127,24 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     )
     pages: dict[str, str] = {}
     charts_home = {}
+    here = [v for v in views if machine_key(v.run.machine) == machine_key(views[-1].run.machine)] if views else []
     if latest is not None:
         charts_home = dict(latency=latency_chart(latest), scatter=scatter(latest),
                            breakdown=breakdown(rankings[0]) if rankings else None,
-                           trend=trend(views, "e2e"), trend_tps=trend(views, "decode_tps"))
+                           trend=trend(here, "e2e"), trend_tps=trend(here, "decode_tps"))
     pages["index.md"] = env.get_template("home.md.j2").render(**common, charts=charts_home)
     pages[f"{prefix}/runs/index.md"] = env.get_template("runs.md.j2").render(**common)
     for v in views:
         pages[f"{prefix}/runs/{v.slug}.md"] = env.get_template("run.md.j2").render(
             **common, view=v, latency_chart=latency_chart(v), ttft_chart=ttft_chart(v))
     pages[f"{prefix}/models/index.md"] = env.get_template("models.md.j2").render(**common)
+    pages.update(_machine_pages(env, common, views, prefix))
     steps = {key: model_steps([v.run for v in views], key) for key in model_slugs}
     for key, mslug in model_slugs.items():
         history = histories[key]
         pages[f"{prefix}/models/{mslug}.md"] = env.get_template("model.md.j2").render(
             **common, key=key, history=history, info=history[-1].run.models[key],
-            trend=model_trend(history, key), steps=steps.get(key, []))
+            trend=model_trend(_same_machine_as_last(history), key), steps=steps.get(key, []))
     pages[f"{prefix}/prompts/index.md"] = env.get_template("prompts.md.j2").render(**common)
     for pid, pslug in prompt_slugs.items():
         pages[f"{prefix}/prompts/{pslug}.md"] = env.get_template("prompt.md.j2").render(
@@ -242,6 +246,35 @@ def _outputs(view: RunView, model: str, prompt_id: str) -> list[Any]:
     return [s for s in view.run.samples if s.model == model and s.prompt_id == prompt_id and not s.warmup]
 
 
+@dataclass
+class MachineGroup:
+    key: str
+    label: str
+    slug: str
+    views: list[RunView]
+
+    @property
+    def latest(self) -> RunView:
+        return self.views[-1]
+
+
+def _machine_pages(env: Environment, common: dict[str, Any], views: list[RunView], prefix: str) -> dict[str, str]:
+    machines = machine_groups(views)
+    pages = {f"{prefix}/machines.md": env.get_template("machines.md.j2").render(**common, machines=machines)}
+    for group in machines:
+        pages[f"{prefix}/machines/{group.slug}.md"] = env.get_template("machine.md.j2").render(**common, group=group)
+    return pages
+
+
+def machine_groups(views: list[RunView]) -> list[MachineGroup]:
+    """Runs by machine (its name, else its hardware fingerprint), the machine of the newest run first."""
+    groups: dict[str, list[RunView]] = {}
+    for v in views:
+        groups.setdefault(machine_key(v.run.machine), []).append(v)
+    ordered = sorted(groups.items(), key=lambda kv: kv[1][-1].run.run_id, reverse=True)
+    return [MachineGroup(k, machine_label(vs[-1].run.machine), slug(k), vs) for k, vs in ordered]
+
+
 def current(views: list[RunView]) -> tuple[RunView | None, dict[str, RunView], RunView | None]:
     """What the home and selection pages show: per model of the newest run, the newest run of the
     same workload and machine in which it had a successful request (so one failed run never hides
@@ -266,6 +299,12 @@ def current(views: list[RunView]) -> tuple[RunView | None, dict[str, RunView], R
     view = RunView(run, run_stats(run), newest.slug, annotations.model_quality(run, manual),
                    annotations.agreement(run, manual), manual)
     return view, sources, failed
+
+
+def _same_machine_as_last(history: list[RunView]) -> list[RunView]:
+    """A model's runs on the machine of its latest one: trends never mix machines."""
+    last = machine_key(history[-1].run.machine) if history else None
+    return [v for v in history if machine_key(v.run.machine) == last]
 
 
 def _good(run: Run, key: str) -> bool:
