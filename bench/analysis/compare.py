@@ -26,9 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-import numpy as np
-
-from bench.analysis import noise, quality_diff, scoring
+from bench.analysis import digest, noise, quality_diff, scoring
 from bench.errors import BenchError
 from bench.results.machines import same_machine
 from bench.results.metrics import Metric, compared
@@ -218,14 +216,7 @@ METHOD = ("A and B: the geometric mean over the prompts both have of each prompt
           "across models (family-wise 5%) and at least the threshold.")
 
 
-def _by_prompt(samples: list[Sample], fn: Callable[[Sample], float | None]) -> dict[str, np.ndarray]:
-    out: dict[str, list[float]] = {}
-    for s in samples:
-        if s.ok:
-            v = fn(s)
-            if v is not None and np.isfinite(v) and v > 0:
-                out.setdefault(s.prompt_id, []).append(v)
-    return {k: np.asarray(v) for k, v in out.items()}
+_by_prompt = digest.by_prompt
 
 
 def _sessions(samples: list[Sample], fn: Callable[[Sample], float | None], prompts: list[str]) -> list[float]:
@@ -365,9 +356,9 @@ def _metric_cells(a: Side, b: Side, model: str, m: Metric, earlier: list[Run], b
         within = max(noise.within_var(da, prompts, seed=seed), noise.within_var(db, prompts, seed=seed))
         past = []
         for run in earlier:
-            by = _by_prompt([s for s in run.samples if s.model == model and not s.warmup], m.value)
-            if all(p in by for p in prompts):
-                past.append(noise.log_stat(by, prompts))
+            medians = digest.prompt_medians(run, model, m)
+            if all(p in medians for p in prompts):
+                past.append(digest.log_stat(medians, prompts))
         ses_a, ses_b = _sessions(sa, m.value, prompts), _sessions(sb, m.value, prompts)
         nz = noise.pooled(within, past, [ses_a, ses_b], prior)
         la, lb = noise.log_stat(da, prompts), noise.log_stat(db, prompts)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.analysis import noise
+from bench.analysis import digest, noise
 from bench.results.metrics import Metric, compared
 from bench.results.schema import Run
 
@@ -107,14 +107,12 @@ def _best_split(seg: np.ndarray) -> tuple[float, tuple[int, ...], float, int, in
 
 
 def _stat_series(runs: list[Run], model: str, metric: Metric) -> list[tuple[Run, float]]:
-    from bench.analysis.compare import _by_prompt
-
-    per = [(r, _by_prompt([s for s in r.samples if s.model == model and not s.warmup], metric.value)) for r in runs]
-    per = [(r, by) for r, by in per if by]
+    per = [(r, digest.prompt_medians(r, model, metric)) for r in runs]
+    per = [(r, medians) for r, medians in per if medians]
     if not per:
         return []
-    prompts = sorted(set.intersection(*(set(by) for _, by in per)))
-    return [(r, noise.log_stat(by, prompts)) for r, by in per] if prompts else []
+    prompts = sorted(set.intersection(*(set(medians) for _, medians in per)))
+    return [(r, digest.log_stat(medians, prompts)) for r, medians in per] if prompts else []
 
 
 def comparable_history(runs: list[Run], model: str) -> list[Run]:

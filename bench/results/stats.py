@@ -118,8 +118,9 @@ def measured(samples: Iterable[Sample]) -> list[Sample]:
 
 
 def model_stats(model: str, samples: list[Sample], info: ModelInfo | None = None) -> ModelStats:
-    """``info``: the model's entry in the run, for model-level metrics (None: they are unknown)."""
-    mine = [s for s in measured(samples) if s.model == model]
+    """``info``: the model's entry in the run, for model-level metrics (None: they are unknown);
+    ``samples``: the run's samples, or only this model's."""
+    mine = [s for s in samples if not s.warmup and s.model == model]
     ok = [s for s in mine if s.ok]
     errors: dict[str, int] = {}
     for s in mine:
@@ -140,4 +141,8 @@ def model_stats(model: str, samples: list[Sample], info: ModelInfo | None = None
 
 
 def run_stats(run: Run) -> list[ModelStats]:
-    return [model_stats(key, run.samples, info) for key, info in run.models.items()]
+    by_model: dict[str, list[Sample]] = {key: [] for key in run.models}
+    for s in run.samples:
+        if s.model in by_model:
+            by_model[s.model].append(s)
+    return [model_stats(key, by_model[key], info) for key, info in run.models.items()]
