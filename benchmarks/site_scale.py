@@ -10,6 +10,7 @@ Usage: python benchmarks/site_scale.py [--small 100] [--large 1000] [--engine mk
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -52,7 +53,7 @@ def synthetic_run(k: int, rng: random.Random) -> dict:
     return {
         "schema_version": SCHEMA_VERSION, "run_id": run_id, "status": "complete",
         "started_at": start.isoformat().replace("+00:00", "Z"), "ended_at": None, "bench_version": "0.1.0",
-        "git": {"commit": f"{k:040x}", "branch": "main", "dirty": False},
+        "git": {"commit": hashlib.sha1(str(k).encode()).hexdigest(), "branch": "main", "dirty": False},
         "machine": {"os": "Linux", "python": "3.11", "cpu": "synthetic", "cores_logical": 2, "ram_bytes": 2**34},
         "endpoints": [{"name": "default", "base_url": "http://127.0.0.1:8080/v1", "reachable": True, "models": MODELS}],
         "models": {m: {"name": m, "endpoint": "default", "status": "ok", "license": "Apache-2.0",

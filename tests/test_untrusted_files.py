@@ -487,3 +487,49 @@ def test_symlinks_in_results_are_skipped_with_a_warning(server, tmp_path):
     assert not (tmp_path / "docs" / "report" / "runs" / "zzzz-outside.md").exists()
     r = cli("show", "zzzz-outside", "--results-dir", str(results))
     assert r.exit_code == 1 and "symlink" in r.stderr
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_property_the_fast_loader_accepts_only_what_the_checked_loader_accepts_and_reads_it_alike(base_run, data):
+    """Current-format files load through pydantic's own JSON parser (a 1,000-run site reads half a
+    gigabyte); whatever it accepts, the checked path must accept too and read the same."""
+    from bench.results import parse
+
+    mutated = data.draw(_mutated(base_run))
+    raw = json.dumps(mutated).encode()
+    _same_verdict(parse, raw)
+
+
+@pytest.mark.parametrize("where, value", [
+    (("samples", 0, "ttft_s"), float("nan")), (("samples", 0, "e2e_s"), "1e999"), (("config", "x"), "1e999"),
+    (("samples", 0, "round"), "1" + "0" * 30), (("config", "deep"), "DEEP"), (("models", "m", "extra", "x"), "DEEP"),
+    (("samples", 0, "scenario"), "DEEP"), (("workload", "prompts", 0, "x"), float("inf")),
+])
+def test_the_fast_loader_hands_every_hostile_value_to_the_checked_loader(base_run, where, value):
+    from bench.results import parse
+
+    assert parse._fast_run(json.dumps(base_run).encode()) is not None, "the untouched file takes the fast path"
+    data = json.loads(json.dumps(base_run))
+    parent = data
+    for k in where[:-1]:
+        parent = parent[k]
+    parent[where[-1]] = "@@V@@"
+    text = json.dumps(data)
+    literal = "[" * 70 + "]" * 70 if value == "DEEP" else json.dumps(value) if isinstance(value, float) else value
+    raw = text.replace('"@@V@@"', literal).encode()
+    assert raw.startswith(b'{"schema_version": ')
+    assert parse._fast_run(raw) is None
+    with pytest.raises(BenchError):
+        parse.parse_run(raw, "x.json")
+
+
+def _same_verdict(parse, raw: bytes) -> None:
+    fast = parse._fast_run(raw)
+    try:
+        checked = parse.parse_run_checked(raw, "x.json")
+    except BenchError:
+        checked = None
+    if fast is not None:
+        assert checked is not None, "the fast path accepted a file the checked path refuses"
+        assert parse.score_rubrics(fast) == checked

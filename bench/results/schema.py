@@ -75,7 +75,7 @@ ErrorKind = Literal[
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN and infinity are never valid JSON
 
 
 class Attempt(_Model):

@@ -7,20 +7,17 @@ import hashlib
 import json
 import math
 import os
-import re
 import secrets
 import stat
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import ValidationError
 
 from bench.errors import ResultsError
-from bench.results.rubric import RubricError, parse_rubric
-from bench.results.rubric import score as score_rubric
 from bench.results.schema import (
     SEQUENTIAL,
     EndpointInfo,
@@ -29,7 +26,6 @@ from bench.results.schema import (
     Sample,
     Workload,
 )
-from bench.results.upgrade import upgrade
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -181,131 +177,15 @@ def unsaved_message(path: Path, run_id: str, err: WriteError, existed: bool) -> 
 
 # ----------------------------------------------------------------------------- loading
 
-# Limits for files from results/ (or from git): bigger or deeper files are refused, never read whole.
-MAX_RESULTS_BYTES = 256 * 2**20  # a run of many thousands of requests is a few MB
-MAX_JSON_DEPTH = 64  # bench's own files nest about 8 deep
-_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number (NaN and Infinity are not valid JSON)")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:24]} is out of range")
-    return value
-
-
-def _bounded_int(text: str) -> int:
-    if len(text) > 20:
-        raise ValueError(f"integer {text[:24]}... is too large")
-    return int(text)
-
-
-def _too_deep(data: Any, limit: int) -> bool:
-    stack = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, (dict, list)):
-            if depth > limit:
-                return True
-            children = value.values() if isinstance(value, dict) else value
-            stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
-    return False
-
-
-def parse_json(raw: bytes, source: str) -> Any:
-    """Strict, bounded JSON from an untrusted file: UTF-8, finite numbers, at most MAX_JSON_DEPTH deep."""
-    if len(raw) > MAX_RESULTS_BYTES:
-        raise ResultsError(f"{source}: larger than {MAX_RESULTS_BYTES // 2**20} MiB; not read (bench's limit)")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ResultsError(f"{source}: not a bench results file (binary, not UTF-8 text at byte {e.start})") from None
-    try:
-        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int)
-    except json.JSONDecodeError as e:
-        raise ResultsError(f"{source}:{e.lineno}: corrupt results file (invalid JSON: {e.msg})") from None
-    except ValueError as e:
-        raise ResultsError(f"{source}: corrupt results file ({e})") from None
-    except RecursionError:
-        data = None
-    if data is None or _too_deep(data, MAX_JSON_DEPTH):
-        raise ResultsError(f"{source}: corrupt results file (nested deeper than {MAX_JSON_DEPTH} levels)")
-    return data
-
-
-def _check_samples(run: Run) -> str | None:
-    """What is impossible in a file bench wrote (None when nothing is)."""
-    for i, s in enumerate(run.samples):
-        if s.model not in run.models:
-            return f"samples[{i}] names model {s.model[:80]!r}, which is not in models"
-        times = [s.ttft_s, s.e2e_s, *s.itl_s, *(a.elapsed_s for a in s.attempts)]
-        if any(t is not None and t < 0 for t in times):
-            return f"samples[{i}] has a negative time"
-        if any(n is not None and n < 0 for n in (s.round, s.chunks, s.completion_tokens, s.prompt_tokens)):
-            return f"samples[{i}] has a negative count"
-    return None
-
-
-def _check_run(run: Run) -> str | None:
-    if not _RUN_ID.fullmatch(run.run_id):
-        return "run_id may only hold letters, digits, '.', '_' and '-'"
-    for i, p in enumerate(run.workload.prompts):
-        if not isinstance(p.get("id"), str) or not isinstance(p.get("text"), str):
-            return f"workload.prompts[{i}] needs a text 'id' and a text 'text'"
-        if not isinstance(p.get("rubric"), (dict, type(None))):
-            return f"workload.prompts[{i}].rubric is not an object"
-    return _check_samples(run)
-
-
-def parse_run(raw: bytes, source: str) -> Run:
-    """A Run from an untrusted file's bytes; any problem is a ResultsError naming ``source``."""
-    data = parse_json(raw, source)
-    if not isinstance(data, dict):
-        raise ResultsError(f"{source}: not a bench results file (top level is not an object)")
-    data = upgrade(data, source)
-    try:
-        run = Run.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ResultsError(f"{source}: invalid results file at {where}: {first['msg']}") from None
-    problem = _check_run(run)
-    if problem:
-        raise ResultsError(f"{source}: invalid results file: {problem}")
-    return score_rubrics(run)
-
-
-def set_rubrics(run: Run, rubrics: dict[str, dict[str, Any] | None]) -> int:
-    """Replace the rubrics of the run's prompts (matched by id; the workload hash ignores rubrics)
-    and score with them; returns how many responses have a score."""
-    for p in run.workload.prompts:
-        if p["id"] in rubrics:
-            p["rubric"] = rubrics[p["id"]]
-    score_rubrics(run, strict=True)
-    return sum(1 for s in run.samples if s.rubric is not None)
-
-
-def score_rubrics(run: Run, *, strict: bool = False) -> Run:
-    """Rubric scores of every successful response, from the stored outputs and the workload's
-    rubrics (like statistics: a better rubric engine re-scores history, no migration). On load a
-    rubric that does not parse scores nothing (the file is untrusted, never fatal); ``strict``
-    raises a ResultsError naming it instead (``bench score``)."""
-    rubrics = {}
-    for p in run.workload.prompts:
-        if p.get("rubric"):
-            try:
-                rubrics[p["id"]] = parse_rubric(p["rubric"], f"rubric of prompt '{p['id']}'")
-            except (RubricError, ValueError, TypeError) as e:
-                if strict:
-                    raise ResultsError(str(e)) from None
-                continue
-    for s in run.samples:
-        s.rubric = score_rubric(rubrics[s.prompt_id], s.output) if s.ok and s.prompt_id in rubrics else None
-    return run
+from bench.results.parse import (  # noqa: E402,F401 (the names other modules read from here)
+    MAX_JSON_DEPTH,
+    MAX_RESULTS_BYTES,
+    parse_json,
+    parse_run,
+    parse_run_checked,
+    score_rubrics,
+    set_rubrics,
+)
 
 
 def read_bounded(path: Path, limit: int = MAX_RESULTS_BYTES) -> bytes:
@@ -404,14 +284,23 @@ def list_run_files(results_dir: Path) -> list[Path]:
     return sorted(p for p in results_dir.glob("*.json") if not p.name.startswith("."))
 
 
-def _load_each(results_dir: Path) -> tuple[list[tuple[Path, Run]], list[LoadProblem]]:
+def _load_each(results_dir: Path, each: Callable[[Path, Run], Any] | None = None
+               ) -> tuple[list[tuple[Path, Any]], list[LoadProblem]]:
+    """Every readable run with its path; ``each(path, run)``, when given, turns each run into what
+    is kept (as soon as it is read, so a long history need not fit in memory whole)."""
     loaded, problems = [], []
     for p in list_run_files(results_dir):
         try:
-            loaded.append((p, load_run(p)))
+            run = load_run(p)
         except ResultsError as e:
             problems.append(LoadProblem(p, str(e)))
+            continue
+        loaded.append((p, each(p, run) if each is not None else run))
     return loaded, problems
+
+
+def load_each(results_dir: Path, each: Callable[[Path, Run], Any]) -> tuple[list[tuple[Path, Any]], list[LoadProblem]]:
+    return _load_each(results_dir, each)
 
 
 def load_all(results_dir: Path) -> tuple[list[Run], list[LoadProblem]]:
