@@ -46,15 +46,24 @@ def prompt_medians(run: Run, model: str, metric: Metric) -> dict[str, float]:
     if cache is None:
         cache = _CACHE[id(run)] = {}
         weakref.finalize(run, _CACHE.pop, id(run), None)
-    key = (model, metric.id, len(run.samples))
+    frozen = id(run) in _FROZEN
+    key = (model, metric.id, None if frozen else len(run.samples))
     if key not in cache:
+        if frozen:
+            return {}
+        groups = cache.get(("groups", len(run.samples), None))
+        if groups is None:  # the successful measured samples of each model, grouped once per run
+            groups = {}
+            for s in run.samples:
+                if s.ok and not s.warmup:
+                    groups.setdefault(s.model, []).append(s)
+            cache[("groups", len(run.samples), None)] = groups
         values: dict[str, list[float]] = {}
         fn = metric.value
-        for s in run.samples:
-            if s.model == model and s.ok and not s.warmup:
-                v = fn(s)
-                if v is not None and v > 0 and math.isfinite(v):
-                    values.setdefault(s.prompt_id, []).append(v)
+        for s in groups.get(model, ()):
+            v = fn(s)
+            if v is not None and v > 0 and math.isfinite(v):
+                values.setdefault(s.prompt_id, []).append(v)
         cache[key] = {p: _median(vs) for p, vs in values.items()}
     return cache[key]
 
@@ -62,3 +71,30 @@ def prompt_medians(run: Run, model: str, metric: Metric) -> dict[str, float]:
 def log_stat(medians: dict[str, float], prompts: list[str]) -> float:
     """log of the geometric mean over ``prompts`` of the per-prompt medians (noise.log_stat's value)."""
     return float(np.mean(np.log([medians[p] for p in prompts])))
+
+
+_FROZEN: set[int] = set()
+
+
+def slim(run: Run) -> None:
+    """Compute what history needs from ``run`` (every model's per-prompt medians of every compared
+    metric), then drop its samples and judgements in place: a long history then fits in memory and
+    still answers ``prompt_medians``. Run pages of a slimmed run show summaries only."""
+    from bench.results.metrics import compared
+
+    for model in run.models:
+        for m in compared():
+            prompt_medians(run, model, m)
+    if id(run) not in _CACHE:
+        _CACHE[id(run)] = {}
+        weakref.finalize(run, _CACHE.pop, id(run), None)
+    cache = _CACHE[id(run)]
+    for key in [k for k in cache if k[2] is not None or k[0] == "groups"]:
+        value = cache.pop(key)
+        if key[0] != "groups":
+            cache[(*key[:2], None)] = value
+    if id(run) not in _FROZEN:
+        _FROZEN.add(id(run))
+        weakref.finalize(run, _FROZEN.discard, id(run))
+    run.samples = []
+    run.judgements = []

@@ -24,6 +24,7 @@ from bench.config.resolve import (
                                 check_seconds,
                                 endpoint_from_url,
                                 load_profiles,
+                                load_site_run_pages,
                                 load_slo,
                                 plan_from_snapshot,
                                 rebind,
@@ -35,6 +36,7 @@ from bench.config.urls import check_base_url, redact_url
 __all__ = [
     "DEFAULT_KEY_ENV", "DEFAULT_PROFILES", "MAX_REQUESTS", "Config", "Embedded", "Endpoint", "Generation",
     "Model", "Plan", "Profile", "Prompt", "check_base_url", "check_seconds", "default_prompts",
-    "endpoint_from_url", "load_config", "load_profiles", "load_slo", "load_prompts_file", "normalize_prompts",
+    "endpoint_from_url", "load_config", "load_profiles", "load_site_run_pages", "load_slo",
+    "load_prompts_file", "normalize_prompts",
     "plan_from_snapshot", "rebind", "redact_url", "resolve", "results_dir",
 ]

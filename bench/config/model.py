@@ -153,6 +153,8 @@ class Config(_Strict):
     prompt_cache: Literal["cold", "warm"] = "cold"
     # service-level objectives for `bench capacity`, e.g. "ttft_p95<=0.5,tps_p50>=20"
     slo: str | None = None
+    # runs per machine (the newest) that get a page of their own on the site; older ones are rows
+    site_run_pages: int = Field(20, ge=1, le=10_000)
     # this machine's name (runs are grouped and compared by it; default: its hardware fingerprint)
     machine: str | None = Field(None, min_length=1, max_length=64, pattern=MACHINE_NAME)
 

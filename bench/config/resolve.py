@@ -381,6 +381,12 @@ def load_slo(config_path: Path | None = None) -> str | None:
     return cfg.slo
 
 
+def load_site_run_pages(config_path: Path | None = None) -> int:
+    """bench.yaml's ``site_run_pages:``: how many of each machine's newest runs get a page."""
+    cfg, _ = load_config(config_path)
+    return cfg.site_run_pages
+
+
 def load_profiles(config_path: Path | None = None) -> dict[str, Profile]:
     """The shipped selection profiles, overridden and extended by bench.yaml's ``profiles:``."""
     cfg, _ = load_config(config_path)

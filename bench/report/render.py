@@ -16,8 +16,9 @@ from typing import Any, Mapping
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from bench.analysis import scoring
+from bench.analysis import digest, scoring
 from bench.analysis.history import model_steps
+from bench.errors import ResultsError
 from bench.quality import annotations
 from bench.report import diff as diff_text
 from bench.report.format import (  # noqa: F401 (md_text, slug, ...: the names pages and tests use)
@@ -59,13 +60,19 @@ from bench.report.write import (  # noqa: F401
     MARKER,
     REPORT_DIR,
     WriteReport,
+    _read_manifest,
+    inputs_stamp,
+    save_render_stamp,
+    unchanged_render,
     write_pages,
 )
 from bench.results import metrics
 from bench.results.machines import machine_key, machine_label, same_machine
 from bench.results.schema import ModelInfo, Run, schema_text
 from bench.results.stats import ModelStats, run_stats
-from bench.results.store import LoadProblem, load_all
+from bench.results.store import LoadProblem, load_each, load_run
+
+FULL_RUN_PAGES = 20  # newest runs per machine with a page of their own; older ones are rows in tables
 
 
 def _env() -> Environment:
@@ -97,17 +104,18 @@ def _env() -> Environment:
 
 def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[str, scoring.Profile],
                 prefix: str = REPORT_DIR, manual: Mapping[str, dict[str, int]] | None = None,
-                slo: str | None = None) -> dict[str, str]:
+                slo: str | None = None, full_run_pages: int = FULL_RUN_PAGES,
+                prepared: list[RunView] | None = None) -> dict[str, str]:
     """Every generated page: relative path -> Markdown. ``manual``: run id -> annotation scores;
-    ``slo``: bench.yaml's service-level objectives, drawn on load charts."""
+    ``slo``: bench.yaml's service-level objectives, drawn on load charts; ``full_run_pages``: runs
+    per machine (the newest) that get a page of their own, the others are rows in tables
+    (the run list, model and machine pages); ``prepared``: views
+    made already (``render`` makes them as it reads, slimming older runs)."""
     env = _env()
     env.globals["slo_bounds"] = bounds = _slo_bounds(slo, problems)
     manual = manual or {}
-    views = []
-    for r in sorted(runs, key=lambda r: r.run_id):
-        m = manual.get(r.run_id, {})
-        views.append(RunView(r, run_stats(r), slug(r.run_id), annotations.model_quality(r, m),
-                             annotations.agreement(r, m), m))
+    views = sorted(list(prepared or []) + [make_view(r, manual.get(r.run_id, {})) for r in runs],
+                   key=lambda v: v.run.run_id)
     latest, sources, failed_latest = current(views)
     rankings: list[scoring.Ranking] = []
     if latest is not None:
@@ -116,8 +124,9 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     model_slugs, prompt_slugs = _slugs(views)
     histories = {key: [v for v in views if key in v.run.models] for key in model_slugs}
     prompt_texts = {p["id"]: p["text"] for v in views for p in v.run.workload.prompts}
+    paged = {v.slug for v in views if not v.slim} & full_slugs(views, full_run_pages)
     common = dict(
-        prefix=Markup(slug(prefix)), views=views, latest=latest, problems=problems, rankings=rankings,
+        run_ref=lambda view, base="": _run_ref(view, base, paged), full_run_pages=full_run_pages, prefix=Markup(slug(prefix)), views=views, latest=latest, problems=problems, rankings=rankings,
         newest=views[-1] if views else None, sources=sources, failed_latest=failed_latest, age=_age,
         machine_count=len({machine_key(v.run.machine) for v in views}),
         **_load_context(views, bounds),
@@ -133,10 +142,9 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
                            breakdown=breakdown(rankings[0]) if rankings else None,
                            trend=trend(here, "e2e"), trend_tps=trend(here, "decode_tps"))
     pages["index.md"] = env.get_template("home.md.j2").render(**common, charts=charts_home)
-    pages[f"{prefix}/runs/index.md"] = env.get_template("runs.md.j2").render(**common)
-    for v in views:
-        pages[f"{prefix}/runs/{v.slug}.md"] = env.get_template("run.md.j2").render(
-            **common, view=v, latency_chart=latency_chart(v), ttft_chart=ttft_chart(v))
+    pages.update(_run_list_pages(env, common, views, prefix))
+    pages.update({f"{prefix}/runs/{v.slug}.md": env.get_template("run.md.j2").render(
+        **common, view=v, latency_chart=latency_chart(v), ttft_chart=ttft_chart(v)) for v in views if v.slug in paged})
     pages[f"{prefix}/models/index.md"] = env.get_template("models.md.j2").render(**common)
     pages.update(_machine_pages(env, common, views, prefix))
     steps = {key: model_steps([v.run for v in views], key) for key in model_slugs}
@@ -155,6 +163,57 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     pages[f"{prefix}/changes.md"] = env.get_template("changes.md.j2").render(
         **common, **_changes(views), steps=sorted((s for ss in steps.values() for s in ss), key=lambda s: s.run_id))
     return pages
+
+
+def _run_ref(view: RunView, base: str, paged: set[str]) -> Markup:
+    """The run's id, linked to its page when it has one (older runs are rows in tables)."""
+    text = md_text(view.run.run_id)
+    return Markup(f"[{text}]({base}{view.slug}.md)") if view.slug in paged else text
+
+
+RUNS_PER_PAGE = 100
+
+
+def _run_list_pages(env: Environment, common: dict[str, Any], views: list[RunView], prefix: str) -> dict[str, str]:
+    """The run list, newest first, RUNS_PER_PAGE to a page: runs/index.md, runs/_page-2.md, ..."""
+    newest_first = views[::-1]
+    count = max(1, -(-len(newest_first) // RUNS_PER_PAGE))
+    names = ["index.md"] + [f"_page-{k}.md" for k in range(2, count + 1)]  # "_": never a run's slug
+    pages = {}
+    for k, name in enumerate(names, start=1):
+        links = [f"[{k2}]({n})" if k2 != k else f"**{k2}**" for k2, n in enumerate(names, start=1)]
+        pages[f"{prefix}/runs/{name}"] = env.get_template("runs.md.j2").render(
+            **common, rows=newest_first[(k - 1) * RUNS_PER_PAGE:k * RUNS_PER_PAGE], page=k, page_count=count,
+            per_page=RUNS_PER_PAGE, pager=Markup("Pages: " + " · ".join(links)))
+    return pages
+
+
+def make_view(run: Run, manual: dict[str, int]) -> RunView:
+    return RunView(run, run_stats(run), slug(run.run_id), annotations.model_quality(run, manual),
+                   annotations.agreement(run, manual), manual)
+
+
+def full_slugs(views: list[RunView], keep: int) -> set[str]:
+    """The runs that get a page: the ``keep`` newest of each machine, and every run another
+    page shows samples of (the figures' sources on the home page, the latest run of each model and
+    of each prompt, the newest load sweep, the run the Changes page compares with)."""
+    from bench.analysis.compare import previous_comparable
+
+    full: set[str] = set()
+    for group in machine_groups(views):
+        full.update(v.slug for v in group.views[-keep:] if keep > 0)
+    if views:
+        sources, failed = _sources(views)
+        full |= {v.slug for v in sources.values()} | ({failed.slug} if failed else set())
+        load_view = next((v for v in reversed(views) if v.load_levels), None)
+        latest_of: dict[str, RunView] = {}
+        for v in views:
+            latest_of.update({k: v for k in v.run.models} | {p["id"]: v for p in v.run.workload.prompts})
+        full |= {v.slug for v in latest_of.values()} | ({load_view.slug} if load_view else set())
+        runs = [v.run for v in views]
+        prev = previous_comparable(runs, runs[-1])
+        full |= {v.slug for v in views if v.run is prev}
+    return full
 
 
 def _slugs(views: list[RunView]) -> tuple[dict[str, str], dict[str, str]]:
@@ -283,12 +342,7 @@ def current(views: list[RunView]) -> tuple[RunView | None, dict[str, RunView], R
     if not views:
         return None, {}, None
     newest = views[-1]
-    sources: dict[str, RunView] = {}
-    for key in newest.run.models:
-        sources[key] = next((v for v in reversed(views) if key in v.run.models and _good(v.run, key)
-                             and v.run.workload.hash == newest.run.workload.hash
-                             and same_machine(v.run.machine, newest.run.machine) is None), newest)
-    failed = None if any(_good(newest.run, k) for k in newest.run.models) else newest
+    sources, failed = _sources(views)
     if all(v is newest for v in sources.values()):
         return newest, sources, failed
     run = newest.run.model_copy(update={
@@ -301,14 +355,28 @@ def current(views: list[RunView]) -> tuple[RunView | None, dict[str, RunView], R
     return view, sources, failed
 
 
+def _sources(views: list[RunView]) -> tuple[dict[str, RunView], RunView | None]:
+    """Per model of the newest run, the newest run of its workload and machine in which the model
+    had a successful request; and the newest run when it had none at all."""
+    newest = views[-1]
+    sources: dict[str, RunView] = {}
+    for key in newest.run.models:
+        sources[key] = next((v for v in reversed(views) if key in v.run.models and _good(v, key)
+                             and v.run.workload.hash == newest.run.workload.hash
+                             and same_machine(v.run.machine, newest.run.machine) is None), newest)
+    failed = None if any(_good(newest, k) for k in newest.run.models) else newest
+    return sources, failed
+
+
 def _same_machine_as_last(history: list[RunView]) -> list[RunView]:
     """A model's runs on the machine of its latest one: trends never mix machines."""
     last = machine_key(history[-1].run.machine) if history else None
     return [v for v in history if machine_key(v.run.machine) == last]
 
 
-def _good(run: Run, key: str) -> bool:
-    return any(s.model == key and s.ok and not s.warmup for s in run.samples)
+def _good(view: RunView, key: str) -> bool:
+    ms = view.stats_by_model.get(key)
+    return ms is not None and ms.ok > 0
 
 
 def _age(older: str, newer: str) -> str:
@@ -352,17 +420,45 @@ def _slo_bounds(slo: str | None, problems: list[LoadProblem]) -> list:
 
 
 def render(results_dir: Path, docs_dir: Path, profiles: Mapping[str, scoring.Profile] | None = None,
-           slo: str | None = None) -> tuple[WriteReport, list[LoadProblem]]:
+           slo: str | None = None, full_run_pages: int | None = None) -> tuple[WriteReport, list[LoadProblem]]:
     """Load every run in results_dir and (re)write the generated pages under docs_dir."""
-    from bench.config import load_profiles, load_slo
+    from bench.config import load_profiles, load_site_run_pages, load_slo
 
-    runs, problems = load_all(results_dir)
-    manual: dict[str, dict[str, int]] = {}
-    for r in runs:
-        path = results_dir / f"{r.run_id}.json"
+    profiles, slo = profiles or load_profiles(), slo or load_slo()
+    full_run_pages = full_run_pages or load_site_run_pages()
+    stamp = inputs_stamp(results_dir, repr((sorted(profiles.items()), slo, full_run_pages)))
+    known = unchanged_render(docs_dir, stamp)
+    if known is not None:  # nothing it reads changed since the last render (mkdocs serve rebuilds)
+        report = WriteReport([], len(_read_manifest(docs_dir / REPORT_DIR / MARKER, REPORT_DIR)[0]), [], [])
+        return report, [LoadProblem(Path(path), message) for path, message in known]
+    manual_problems: list[LoadProblem] = []
+
+    def manual_of(path: Path) -> dict[str, int]:
         try:
-            manual[r.run_id] = annotations.manual_scores(path)
+            return annotations.manual_scores(path)
         except annotations.AnnotationError as e:
-            problems.append(LoadProblem(annotations.annotation_path(path), str(e)))
-    pages = build_pages(runs, problems, profiles or load_profiles(), manual=manual, slo=slo or load_slo())
-    return write_pages(pages, docs_dir), problems
+            manual_problems.append(LoadProblem(annotations.annotation_path(path), str(e)))
+            return {}
+
+    def slim_view(path: Path, run: Run) -> RunView:
+        view = make_view(run, manual_of(path))
+        view.load_levels  # noqa: B018 (computed while the samples are there)
+        digest.slim(run)
+        view.slim = True
+        return view
+
+    loaded, problems = load_each(results_dir, slim_view)
+    views = sorted((v for _, v in loaded), key=lambda v: v.run.run_id)
+    full = full_slugs(views, full_run_pages)
+    for i, (path, view) in enumerate(sorted(loaded, key=lambda pv: pv[1].run.run_id)):
+        if view.slug in full:  # read again, whole: its page shows samples
+            try:
+                views[i] = make_view(load_run(path), view.manual)
+            except ResultsError as e:
+                problems.append(LoadProblem(path, str(e)))
+    problems += manual_problems
+    pages = build_pages([], problems, profiles, slo=slo, full_run_pages=full_run_pages, prepared=views)
+    report = write_pages(pages, docs_dir)
+    if not report.warnings:
+        save_render_stamp(docs_dir, stamp, pages, [(str(p.path), p.message) for p in problems])
+    return report, problems

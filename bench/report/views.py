@@ -28,10 +28,13 @@ class RunView:
     quality: dict[str, annotations.ModelQuality]
     agreement: dict[str, Any]
     manual: dict[str, int]
+    slim: bool = False  # samples dropped (an older run): its page is a summary
 
     @cached_property
     def load_levels(self) -> dict[str, list[Level]]:
         """model -> its load levels (a --concurrency run), in order; empty for the sequential matrix."""
+        if self.run.workload.scenario.get("name", "sequential") == "sequential":
+            return {}
         return {m: sorted(lv, key=lambda x: x.concurrency) for m in self.run.models if (lv := levels(self.run, m))}
 
     @cached_property

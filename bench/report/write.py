@@ -167,3 +167,73 @@ def write_pages(pages: Mapping[str, str], docs_dir: Path, prefix: str = REPORT_D
         report.mkdir(parents=True, exist_ok=True)
         atomic_write(marker, manifest)
     return WriteReport(written, sum(current.values()), removed, warnings + kept)
+
+
+# ----------------------------------------------------------------------------- skipping a render
+
+STAMP = ".bench-render-stamp"  # a dot-file: MkDocs and Zensical do not publish it
+
+
+def _stat_lines(paths: list[Path], root: Path) -> str:
+    lines = []
+    for p in paths:
+        name = p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
+        try:
+            st = p.lstat()
+        except OSError:
+            lines.append(f"{name}\0gone")
+            continue
+        lines.append(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}")
+    return "\n".join(lines)
+
+
+def inputs_stamp(results_dir: Path, options: str) -> str:
+    """A hash of everything a render reads: every file in results/ (runs and annotations: name, size,
+    times, inode), bench's own code and templates, and ``options`` (profiles, SLO, settings)."""
+    import hashlib
+
+    import bench
+
+    code = Path(bench.__file__).parent
+    files = sorted(results_dir.iterdir()) if results_dir.is_dir() else []
+    own = sorted(code.rglob("*.py")) + sorted(code.rglob("*.j2"))
+    text = f"{options}\n{results_dir.resolve()}\n{_stat_lines(files, results_dir)}\n{_stat_lines(own, code)}"
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def unchanged_render(docs_dir: Path, stamp: str, prefix: str = REPORT_DIR) -> list[tuple[str, str]] | None:
+    """The problems the last render reported, when it read the same inputs and every page it wrote
+    is still as it left it; None when the pages must be rendered (the stamp is only ever a reason
+    to skip work, never to trust a file: a missing, planted or stale one means render)."""
+    report = docs_dir / prefix
+    path = report / STAMP
+    if not path.is_file() or path.is_symlink() or report.is_symlink():
+        return None
+    try:
+        if path.stat().st_size > MANIFEST_MAX_BYTES:
+            return None
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError, OSError):
+        return None
+    pages, warnings = _read_manifest(report / MARKER, prefix)
+    if not isinstance(data, dict) or data.get("stamp") != stamp or warnings or not pages:
+        return None
+    if data.get("pages") != _pages_stamp(docs_dir, pages):
+        return None
+    problems = data.get("problems")
+    if not isinstance(problems, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in problems):
+        return None
+    return [(p[0], p[1]) for p in problems]
+
+
+def _pages_stamp(docs_dir: Path, pages: set[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256(_stat_lines([docs_dir / rel for rel in sorted(pages)], docs_dir).encode()).hexdigest()
+
+
+def save_render_stamp(docs_dir: Path, stamp: str, pages: Mapping[str, str], problems: list[tuple[str, str]],
+                      prefix: str = REPORT_DIR) -> None:
+    data = {"stamp": stamp, "pages": _pages_stamp(docs_dir, set(pages)), "problems": [list(p) for p in problems]}
+    atomic_write(docs_dir / prefix / STAMP, json.dumps(data))

@@ -61,7 +61,7 @@ class Dist:
 
     @classmethod
     def of(cls, values: Iterable[float]) -> "Dist":
-        a = np.sort(np.fromiter((v for v in values if v is not None), dtype=float))
+        a = np.sort(np.array([v for v in values if v is not None], dtype=float))
         if a.size == 0:
             return cls(0, None, None, None, None, None, None, None)
         p50, p95, p99 = _sorted_percentiles(a, (50, 95, 99))
@@ -132,7 +132,7 @@ def model_stats(model: str, samples: list[Sample], info: ModelInfo | None = None
         ok=len(ok),
         failed=len(mine) - len(ok),
         errors=errors,
-        metrics={m.id: Dist.of(m.value(s) for s in ok) for m in request_metrics() if m.value is not None},
+        metrics={m.id: Dist.of([m.value(s) for s in ok]) for m in request_metrics() if m.value is not None},
         tokens_sources=sorted({s.tokens_source for s in ok if s.tokens_source}),
         over_limit=sum(1 for s in ok if s.over_limit),
         streamed=any(s.stream for s in mine),

@@ -1,0 +1,87 @@
+"""A long history stays fast to publish: only each machine's newest runs get a page of their own
+(older ones are rows in tables), the run list is paginated, older runs are kept slim in memory,
+and a render whose inputs did not change is skipped (mkdocs serve rebuilds on every edit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.analysis import digest
+from bench.analysis.history import model_steps
+from bench.report import render as render_mod
+from bench.report.render import render, slug
+from bench.results.metrics import compared
+from bench.results.store import load_all
+from tests.conftest import Script, collect
+from tests.site_helpers import mkdocs_build, project_copy
+
+
+def _runs(server, results: Path, n: int) -> list[str]:
+    server.set_model("alpha", Script(ttft_s=0.01, itl_s=0.001))
+    server.set_model("beta", Script(ttft_s=0.02, itl_s=0.002))
+    return [collect(server, "alpha,beta", rounds=1, warmup=0, results_dir=results).run.run_id for _ in range(n)]
+
+
+def test_older_runs_are_rows_in_paginated_tables_not_pages(server, tmp_path, monkeypatch):
+    ids = _runs(server, tmp_path / "results", 5)
+    monkeypatch.setattr(render_mod, "RUNS_PER_PAGE", 2)
+    docs = tmp_path / "docs"
+    report, problems = render(tmp_path / "results", docs, full_run_pages=2)
+    assert not problems
+    runs = docs / "report" / "runs"
+    assert sorted(p.name for p in runs.glob("*.md")) == sorted(
+        [f"{slug(i)}.md" for i in ids[-2:]] + ["index.md", "_page-2.md", "_page-3.md"])
+    first = (runs / "index.md").read_text()
+    assert f"[{ids[-1]}]({slug(ids[-1])}.md)" in first and "Pages: **1** · [2](_page-2.md) · [3](_page-3.md)" in first
+    third = (runs / "_page-3.md").read_text()
+    assert ids[0] in third and f"({slug(ids[0])}.md)" not in third  # a row, not a link to a missing page
+    model = (docs / "report" / "models" / "alpha.md").read_text()
+    assert all(i in model for i in ids)
+    assert f"(../runs/{slug(ids[0])}.md)" not in model and f"(../runs/{slug(ids[-1])}.md)" in model
+
+    project = project_copy(tmp_path / "proj", tmp_path / "results")
+    (project / "bench.yaml").write_text("site_run_pages: 2\n")
+    r = mkdocs_build(project)
+    assert r.returncode == 0, r.stderr[-3000:]  # --strict: no link to a page that is not there
+    assert (project / "site" / "report" / "runs" / slug(ids[-1]) / "index.html").is_file()
+    assert not (project / "site" / "report" / "runs" / slug(ids[0])).exists()
+
+
+def test_a_render_is_skipped_only_while_nothing_it_reads_changed(server, tmp_path):
+    results, docs = tmp_path / "results", tmp_path / "docs"
+    _runs(server, results, 2)
+    first, _ = render(results, docs)
+    assert first.written
+    again, problems = render(results, docs)
+    assert (again.written, again.unchanged, problems) == ([], len(first.written), [])
+
+    (results / "zz-planted.json").write_text("{oops")  # a new input: render, and name the bad file
+    third, problems = render(results, docs)
+    assert [p.path.name for p in problems] == ["zz-planted.json"]
+    skipped, problems = render(results, docs)
+    assert skipped.written == [] and [p.path.name for p in problems] == ["zz-planted.json"]  # told again
+
+    home = docs / "index.md"
+    text = home.read_text()
+    home.write_text(text.replace("Which", "Edited"))  # a generated page changed by hand: render again
+    redo, _ = render(results, docs)
+    assert redo.written == ["index.md"] and home.read_text() == text
+
+    (docs / "report" / ".bench-render-stamp").write_text('{"stamp": "planted", "pages": "x", "problems": []}')
+    planted, _ = render(results, docs)
+    assert planted.unchanged == len(first.written)  # rendered (compared every page), nothing to rewrite
+    assert render(results, docs)[0].written == []
+
+
+def test_slim_runs_answer_history_and_medians_as_whole_ones(server, tmp_path):
+    _runs(server, tmp_path / "results", 3)
+    whole, _ = load_all(tmp_path / "results")
+    slim, _ = load_all(tmp_path / "results")
+    for run in slim:
+        digest.slim(run)
+        assert run.samples == []
+    for model in ("alpha", "beta"):
+        for m in compared():
+            assert [digest.prompt_medians(r, model, m) for r in slim] == [digest.prompt_medians(r, model, m) for r in whole]
+            assert digest.prompt_medians(whole[0], model, m)  # there was something to compare
+        assert model_steps(slim, model) == model_steps(whole, model)
