@@ -144,7 +144,7 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
         history = histories[key]
         pages[f"{prefix}/models/{mslug}.md"] = env.get_template("model.md.j2").render(
             **common, key=key, history=history, info=history[-1].run.models[key],
-            trend=model_trend(_same_machine_as_last(history), key), steps=steps.get(key, []))
+            trend=model_trend(_same_machine_as_last(history), key, steps.get(key, [])), steps=steps.get(key, []))
     pages[f"{prefix}/prompts/index.md"] = env.get_template("prompts.md.j2").render(**common)
     for pid, pslug in prompt_slugs.items():
         pages[f"{prefix}/prompts/{pslug}.md"] = env.get_template("prompt.md.j2").render(
