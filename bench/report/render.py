@@ -20,12 +20,14 @@ from bench.analysis import scoring
 from bench.analysis.history import model_steps
 from bench.quality import annotations
 from bench.report import diff as diff_text
+from bench.report import feed, story
 from bench.report.format import (  # noqa: F401 (md_text, slug, ...: the names pages and tests use)
     code_block,
     extra_label,
     finalize,
     fmt_any,
     fmt_bytes,
+    fmt_date,
     fmt_extra,
     fmt_ms,
     fmt_num,
@@ -80,7 +82,7 @@ def _env() -> Environment:
     )
     env.filters.update(
         md=md_text, page_title=title_text, code=code_block, ms=fmt_ms, s=fmt_s, num=fmt_num, bytes=fmt_bytes, pct=fmt_pct,
-        time=fmt_time, params=fmt_params, slug=slug, json_script=json_for_script,
+        time=fmt_time, date=fmt_date, params=fmt_params, slug=slug, json_script=json_for_script,
     )
     env.globals.update(
         DIMENSIONS=scoring.DIMENSIONS, DIMENSION_INFO=scoring.DIMENSION_INFO, reason=reason, fmt=fmt_any,
@@ -97,9 +99,10 @@ def _env() -> Environment:
 
 def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[str, scoring.Profile],
                 prefix: str = REPORT_DIR, manual: Mapping[str, dict[str, int]] | None = None,
-                slo: str | None = None) -> dict[str, str]:
-    """Every generated page: relative path -> Markdown. ``manual``: run id -> annotation scores;
-    ``slo``: bench.yaml's service-level objectives, drawn on load charts."""
+                slo: str | None = None, site: story.Site | None = None) -> dict[str, str]:
+    """Every generated page: relative path -> Markdown (and the Atom feed, ``<prefix>/feed.xml``,
+    when ``site`` has a site_url). ``manual``: run id -> annotation scores; ``slo``: bench.yaml's
+    service-level objectives, drawn on load charts."""
     env = _env()
     env.globals["slo_bounds"] = bounds = _slo_bounds(slo, problems)
     manual = manual or {}
@@ -152,8 +155,22 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     pages[f"{prefix}/selection.md"] = env.get_template("selection.md.j2").render(
         **common, breakdowns=[breakdown(r) for r in rankings], selection_data=selection_data(rankings))
     pages[f"{prefix}/schema.md"] = env.get_template("schema.md.j2").render(**common, schema=schema_text())
-    pages[f"{prefix}/changes.md"] = env.get_template("changes.md.j2").render(
-        **common, **_changes(views), steps=sorted((s for ss in steps.values() for s in ss), key=lambda s: s.run_id))
+    all_steps = sorted((s for ss in steps.values() for s in ss), key=lambda s: s.run_id)
+    pages.update(_history_pages(env, common, views, all_steps, profiles, prefix, site or story.Site(None)))
+    return pages
+
+
+def _history_pages(env: Environment, common: dict[str, Any], views: list[RunView], steps: list,
+                   profiles: Mapping[str, scoring.Profile], prefix: str, site: story.Site) -> dict[str, str]:
+    """What history tells: the Changes page, rank changes per commit, and the Atom feed of
+    regressions (only with a site_url: its links must be absolute)."""
+    atom = feed.feed(views, steps, site, prefix)
+    pages = {f"{prefix}/changes.md": env.get_template("changes.md.j2").render(
+        **common, **_changes(views), steps=steps, feed=atom is not None)}
+    pages[f"{prefix}/commits.md"] = env.get_template("commits.md.j2").render(
+        **common, commit_changes=story.commit_changes(views, profiles))
+    if atom is not None:
+        pages[f"{prefix}/feed.xml"] = atom
     return pages
 
 
@@ -352,8 +369,9 @@ def _slo_bounds(slo: str | None, problems: list[LoadProblem]) -> list:
 
 
 def render(results_dir: Path, docs_dir: Path, profiles: Mapping[str, scoring.Profile] | None = None,
-           slo: str | None = None) -> tuple[WriteReport, list[LoadProblem]]:
-    """Load every run in results_dir and (re)write the generated pages under docs_dir."""
+           slo: str | None = None, site: story.Site | None = None) -> tuple[WriteReport, list[LoadProblem]]:
+    """Load every run in results_dir and (re)write the generated pages under docs_dir. ``site``: where
+    the site is published (default: the site_url of the mkdocs.yml next to docs_dir)."""
     from bench.config import load_profiles, load_slo
 
     runs, problems = load_all(results_dir)
@@ -364,5 +382,6 @@ def render(results_dir: Path, docs_dir: Path, profiles: Mapping[str, scoring.Pro
             manual[r.run_id] = annotations.manual_scores(path)
         except annotations.AnnotationError as e:
             problems.append(LoadProblem(annotations.annotation_path(path), str(e)))
-    pages = build_pages(runs, problems, profiles or load_profiles(), manual=manual, slo=slo or load_slo())
+    site = site or story.site_of(docs_dir.parent / "mkdocs.yml")
+    pages = build_pages(runs, problems, profiles or load_profiles(), manual=manual, slo=slo or load_slo(), site=site)
     return write_pages(pages, docs_dir), problems
