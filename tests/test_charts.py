@@ -197,3 +197,14 @@ def test_colors_cycle_with_shapes():
     fills = [el.get("fill") for el in root.iter() if el.tag in (f"{SVG}circle", f"{SVG}rect")]
     assert set(charts.PALETTE) <= set(fills)
     assert any(el.get("fill") == charts.PALETTE[0] for el in root.iter(f"{SVG}rect"))  # 9th point: a square
+
+
+def test_lines_keys_keep_runs_apart_and_marks_are_escaped():
+    evil = '<script>x</script> & "q"'
+    pts = [(("run-1", "11-22 12:50 · abc1234"), 1.0), (("run-2", "11-22 12:50 · abc1234"), 2.0), (("run-3", "later"), 3.0)]
+    out = charts.lines([("m", pts)], title="t", y_label="y", marks=[("run-2", evil), ("run-9", "not on the chart")])
+    root = check_block(out)
+    assert len([el for el in root.iter(f"{SVG}circle")]) == 4  # three points (one label, two runs) + the legend's
+    assert "11-22 12:50 · abc1234 · run-2" in out  # the tick's tooltip tells the runs apart
+    marks = [g for g in root.iter(f"{SVG}g") if g.get("class") == "bench-mark"]
+    assert len(marks) == 1 and marks[0].find(f"{SVG}title").text == evil and "<script>" not in out

@@ -1,7 +1,8 @@
 """Tables fit the screen: at 1280 px and at a 390 px phone, no table on the home, run, model and
-selection pages is wider than the content column. Material wraps tables in a scroll container,
-so only a browser can tell: each page is opened in headless Chromium inside an iframe of the
-given width (headless windows are at least 500 px wide), measures its tables and reports."""
+selection pages is wider than the content column, and a prompt page's answer cards fit and wrap.
+Material wraps tables in a scroll container, so only a browser can tell: each page is opened in
+headless Chromium inside an iframe of the given width (headless windows are at least 500 px
+wide), measures its tables and cards and reports."""
 
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ window.addEventListener('load', () => {
     const w = t.getBoundingClientRect().width, c = t.closest('article').getBoundingClientRect().width;
     if (w > c + 1) over.push(`table ${i}: ${Math.round(w)} px in ${Math.round(c)} px`);
   });
+  document.querySelectorAll('article .bench-answer').forEach((a, i) => {
+    const w = a.getBoundingClientRect().width, c = a.closest('article').getBoundingClientRect().width;
+    if (w > c + 1 || a.scrollWidth > a.clientWidth + 1) over.push(`answer card ${i}: ${a.scrollWidth} px in ${Math.round(w)} px`);
+    a.querySelectorAll('pre > code').forEach(code => {
+      if (code.scrollWidth > code.clientWidth + 1) over.push(`answer ${i} scrolls: ${code.scrollWidth} px in ${code.clientWidth} px`);
+    });
+  });
   parent.postMessage({page: location.pathname, width: window.innerWidth, over: over}, '*');
 });
 </script></body>"""
@@ -39,7 +47,7 @@ def test_no_table_overflows_at_1280_and_390_px(server, tmp_path):
     assert mkdocs_build(project).returncode == 0
     site = project / "site"
     pages = ["index.html", f"report/runs/{slug(out.run.run_id)}/index.html", f"report/models/{slug(long_a)}/index.html",
-             "report/selection/index.html"]
+             "report/selection/index.html", "report/prompts/rag-two-sentences/index.html"]
     for page in pages:
         path = site / page
         path.write_text(path.read_text().replace("</body>", MEASURE, 1))

@@ -243,33 +243,39 @@ def stacked_bars(rows: list[tuple[str, dict[str, float | None]]], *, keys: list[
     return _figure(WIDTH, y1 + 28, title, out, caption)
 
 
-def lines(series: list[tuple[str, list[tuple[str, float | None]]]], *, title: str, y_label: str,
-          caption: str | None = None) -> str:
-    """Trend chart: x axis is categorical (run ids or dates, shared across series in first-seen order), one
-    polyline + point markers per series; None breaks the line. Legend. At most ~8 x tick labels are shown
-    (thinned out, rotated when they would overlap)."""
+def lines(series: list[tuple[str, list[tuple[object, float | None]]]], *, title: str, y_label: str,
+          caption: str | None = None, marks: list[tuple[str, str]] | None = None) -> str:
+    """Trend chart: x axis is categorical (shared across series in first-seen order), one polyline + point
+    markers per series; None breaks the line. An x value is a label, or a (key, label) pair when two
+    points may share a label (two runs of one commit in the same minute). Legend. At most ~8 x tick
+    labels are shown (thinned out, rotated when they would overlap; the full label and key are the
+    tick's tooltip). ``marks``: (x key, text) vertical markers, such as change points."""
     cats: dict[str, int] = {}
+    names: list[str] = []
     parsed = []
     for label, pts in series or []:
-        parsed.append((label, [(cats.setdefault(str(x), len(cats)), _num(y)) for x, y in pts or []]))
+        parsed.append((label, [(_category(x, cats, names), _num(y)) for x, y in pts or []]))
     ys = [y for _, pts in parsed for _, y in pts if y is not None]
     if not ys:
         return _no_data(title, caption)
-    names = list(cats)
     lo, hi, ticks, step = _axis(*_padded(ys))
     n, x1, top, y1 = len(names), 584, 30, 270
     shown = list(range(0, n, math.ceil(n / 8)))  # at most 8 x labels
-    longest = max(min(len(svg_line(names[i])), 17) for i in shown) * CHAR_W
+    longest = max(min(len(svg_line(names[i])), TICK_LABEL + 1) for i in shown) * CHAR_W
     rotate = longest > (x1 - 72) / len(shown) - 6
     x0 = max(72.0, longest * 0.82 - 4) if rotate else 72.0  # room for the first rotated label
     sy = _scale(lo, hi, y1, top)
     sx = (lambda i: (x0 + x1) / 2) if n == 1 else (lambda i: x0 + 12 + i * (x1 - x0 - 24) / (n - 1))
     out = _y_axis(sy, ticks, step, x0, x1, y1, y_label)
+    keys = list(cats)
     for i in shown:
         x, y = sx(i), y1 + 16
         extra = f' transform="rotate(-35 {x:.1f} {y:.1f})"' if rotate else ""
+        tip = names[i] if keys[i] == names[i] else f"{names[i]} · {keys[i]}"
         out.append(f'<line x1="{x:.1f}" y1="{y1:.1f}" x2="{x:.1f}" y2="{y1 + 4:.1f}" stroke="currentColor"/>'
-                   + _label(names[i], x, y, 16, "end" if rotate else "middle", extra))
+                   f'<g><title>{_esc(tip)}</title><text x="{x:.1f}" y="{y:.1f}" '
+                   f'text-anchor="{"end" if rotate else "middle"}"{extra}>{_short(names[i], TICK_LABEL)}</text></g>')
+    out += _marks(marks or [], cats, sx, x0, x1, top, y1)
     for s, (label, pts) in enumerate(parsed):
         c, name, seg = PALETTE[s % len(PALETTE)], _esc(label), []
         for i, y in pts + [(None, None)]:  # the sentinel flushes the last segment
@@ -286,6 +292,32 @@ def lines(series: list[tuple[str, list[tuple[str, float | None]]]], *, title: st
     bottom = y1 + (longest * 0.58 + 24 if rotate else 30)
     w = x1 + 40 + _width((label for label, _ in parsed), 28)
     return _figure(w, max(bottom, top + 18 * len(parsed) + 10), title, out, caption)
+
+
+TICK_LABEL = 22  # display length of an x tick label ("11-22 12:50 · c935156")
+
+
+def _category(x: object, cats: dict[str, int], names: list[str]) -> int:
+    """The index of x's category; x is a label, or a (key, label) pair."""
+    key, label = (str(x[0]), str(x[1])) if isinstance(x, tuple) and len(x) == 2 else (str(x), str(x))
+    if key not in cats:
+        cats[key] = len(cats)
+        names.append(label)
+    return cats[key]
+
+
+def _marks(marks: list[tuple[str, str]], cats: dict[str, int], sx, x0: float, x1: float, top: float,
+           y1: float) -> list[str]:
+    """Dashed vertical lines at categories, each with its (escaped, shortened) text, staggered down."""
+    out = []
+    for k, (key, text) in enumerate((key, text) for key, text in marks if str(key) in cats):
+        x, y = sx(cats[str(key)]), top + 12 + 14 * (k % 4)
+        left = x > (x0 + x1) / 2  # text on the side with room
+        out.append(f'<g class="bench-mark"><title>{_esc(text)}</title><line x1="{x:.1f}" y1="{top:.1f}" x2="{x:.1f}" '
+                   f'y2="{y1:.1f}" stroke="{PALETTE[3]}" stroke-width="1.5" stroke-dasharray="5 4"/>'
+                   f'<text x="{x + (-4 if left else 4):.1f}" y="{y:.1f}" text-anchor="{"end" if left else "start"}" '
+                   f'fill="{PALETTE[3]}">{_short(text, 46)}</text></g>')
+    return out
 
 
 def curve(points: list[tuple[str, float | None, float | None]], *, title: str, x_label: str, y_label: str,

@@ -9,7 +9,7 @@ import html
 import json
 import math
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from markupsafe import Markup
@@ -141,6 +141,17 @@ def fmt_time(iso: str | None) -> Markup:
         return Markup(datetime.fromisoformat(iso.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M UTC"))
     except ValueError:
         return md_text(iso)
+
+
+def fmt_date(iso: str | None) -> Markup:
+    """The UTC day of an ISO time ('2026-11-22')."""
+    if not iso:
+        return Markup("–")
+    try:
+        t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return md_text(iso)
+    return Markup((t.astimezone(timezone.utc) if t.tzinfo else t).strftime("%Y-%m-%d"))
 
 
 def fmt_params(x: int | None) -> Markup:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench.config import results_dir
 from bench.report.render import render
+from bench.report.story import site
 
 log = logging.getLogger("mkdocs.hooks.bench")
 
@@ -24,7 +25,8 @@ def on_pre_build(config, **kwargs) -> None:
     root = Path(config.config_file_path).parent
     results = results_dir(default=root / "results")
     try:
-        report, problems = render(results, Path(config.docs_dir))
+        where = site(config.get("site_url"), bool(config.get("use_directory_urls", True)))
+        report, problems = render(results, Path(config.docs_dir), site=where)
     except BenchError as e:
         raise PluginError(f"bench: {e}") from None
     for message in [p.message for p in problems] + report.warnings:

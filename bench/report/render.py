@@ -21,12 +21,14 @@ from bench.analysis.history import model_steps
 from bench.errors import ResultsError
 from bench.quality import annotations
 from bench.report import diff as diff_text
+from bench.report import feed, story
 from bench.report.format import (  # noqa: F401 (md_text, slug, ...: the names pages and tests use)
     code_block,
     extra_label,
     finalize,
     fmt_any,
     fmt_bytes,
+    fmt_date,
     fmt_extra,
     fmt_ms,
     fmt_num,
@@ -87,7 +89,7 @@ def _env() -> Environment:
     )
     env.filters.update(
         md=md_text, page_title=title_text, code=code_block, ms=fmt_ms, s=fmt_s, num=fmt_num, bytes=fmt_bytes, pct=fmt_pct,
-        time=fmt_time, params=fmt_params, slug=slug, json_script=json_for_script,
+        time=fmt_time, date=fmt_date, params=fmt_params, slug=slug, json_script=json_for_script,
     )
     env.globals.update(
         DIMENSIONS=scoring.DIMENSIONS, DIMENSION_INFO=scoring.DIMENSION_INFO, reason=reason, fmt=fmt_any,
@@ -105,12 +107,12 @@ def _env() -> Environment:
 def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[str, scoring.Profile],
                 prefix: str = REPORT_DIR, manual: Mapping[str, dict[str, int]] | None = None,
                 slo: str | None = None, full_run_pages: int = FULL_RUN_PAGES,
-                prepared: list[RunView] | None = None) -> dict[str, str]:
-    """Every generated page: relative path -> Markdown. ``manual``: run id -> annotation scores;
-    ``slo``: bench.yaml's service-level objectives, drawn on load charts; ``full_run_pages``: runs
-    per machine (the newest) that get a page of their own, the others are rows in tables
-    (the run list, model and machine pages); ``prepared``: views
-    made already (``render`` makes them as it reads, slimming older runs)."""
+                prepared: list[RunView] | None = None, site: story.Site | None = None) -> dict[str, str]:
+    """Every generated page: relative path -> Markdown (and the Atom feed, ``<prefix>/feed.xml``,
+    when ``site`` has a site_url). ``manual``: run id -> annotation scores; ``slo``: bench.yaml's
+    service-level objectives, drawn on load charts; ``full_run_pages``: runs per machine (the
+    newest) that get a page of their own, the others are rows in tables (the run list, model and
+    machine pages); ``prepared``: views made already (``render`` reads and slims older runs)."""
     env = _env()
     env.globals["slo_bounds"] = bounds = _slo_bounds(slo, problems)
     manual = manual or {}
@@ -126,7 +128,8 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     prompt_texts = {p["id"]: p["text"] for v in views for p in v.run.workload.prompts}
     paged = {v.slug for v in views if not v.slim} & full_slugs(views, full_run_pages)
     common = dict(
-        run_ref=lambda view, base="": _run_ref(view, base, paged), full_run_pages=full_run_pages, prefix=Markup(slug(prefix)), views=views, latest=latest, problems=problems, rankings=rankings,
+        run_ref=lambda view, base="": _run_ref(view, base, paged), full_run_pages=full_run_pages,
+        prefix=Markup(slug(prefix)), views=views, latest=latest, problems=problems, rankings=rankings,
         newest=views[-1] if views else None, sources=sources, failed_latest=failed_latest, age=_age,
         machine_count=len({machine_key(v.run.machine) for v in views}),
         **_load_context(views, bounds),
@@ -152,7 +155,7 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
         history = histories[key]
         pages[f"{prefix}/models/{mslug}.md"] = env.get_template("model.md.j2").render(
             **common, key=key, history=history, info=history[-1].run.models[key],
-            trend=model_trend(_same_machine_as_last(history), key), steps=steps.get(key, []))
+            trend=model_trend(_same_machine_as_last(history), key, steps.get(key, [])), steps=steps.get(key, []))
     pages[f"{prefix}/prompts/index.md"] = env.get_template("prompts.md.j2").render(**common)
     for pid, pslug in prompt_slugs.items():
         pages[f"{prefix}/prompts/{pslug}.md"] = env.get_template("prompt.md.j2").render(
@@ -160,8 +163,22 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     pages[f"{prefix}/selection.md"] = env.get_template("selection.md.j2").render(
         **common, breakdowns=[breakdown(r) for r in rankings], selection_data=selection_data(rankings))
     pages[f"{prefix}/schema.md"] = env.get_template("schema.md.j2").render(**common, schema=schema_text())
-    pages[f"{prefix}/changes.md"] = env.get_template("changes.md.j2").render(
-        **common, **_changes(views), steps=sorted((s for ss in steps.values() for s in ss), key=lambda s: s.run_id))
+    all_steps = sorted((s for ss in steps.values() for s in ss), key=lambda s: s.run_id)
+    pages.update(_history_pages(env, common, views, all_steps, profiles, prefix, site or story.Site(None)))
+    return pages
+
+
+def _history_pages(env: Environment, common: dict[str, Any], views: list[RunView], steps: list,
+                   profiles: Mapping[str, scoring.Profile], prefix: str, site: story.Site) -> dict[str, str]:
+    """What history tells: the Changes page, rank changes per commit, and the Atom feed of
+    regressions (only with a site_url: its links must be absolute)."""
+    atom = feed.feed(views, steps, site, prefix)
+    pages = {f"{prefix}/changes.md": env.get_template("changes.md.j2").render(
+        **common, **_changes(views), steps=steps, feed=atom is not None)}
+    pages[f"{prefix}/commits.md"] = env.get_template("commits.md.j2").render(
+        **common, commit_changes=story.commit_changes(views, profiles))
+    if atom is not None:
+        pages[f"{prefix}/feed.xml"] = atom
     return pages
 
 
@@ -420,13 +437,16 @@ def _slo_bounds(slo: str | None, problems: list[LoadProblem]) -> list:
 
 
 def render(results_dir: Path, docs_dir: Path, profiles: Mapping[str, scoring.Profile] | None = None,
-           slo: str | None = None, full_run_pages: int | None = None) -> tuple[WriteReport, list[LoadProblem]]:
-    """Load every run in results_dir and (re)write the generated pages under docs_dir."""
+           slo: str | None = None, full_run_pages: int | None = None,
+           site: story.Site | None = None) -> tuple[WriteReport, list[LoadProblem]]:
+    """Load every run in results_dir and (re)write the generated pages under docs_dir. ``site``: where
+    the site is published (default: the site_url of the mkdocs.yml next to docs_dir)."""
     from bench.config import load_profiles, load_site_run_pages, load_slo
 
     profiles, slo = profiles or load_profiles(), slo or load_slo()
     full_run_pages = full_run_pages or load_site_run_pages()
-    stamp = inputs_stamp(results_dir, repr((sorted(profiles.items()), slo, full_run_pages)))
+    site = site or story.site_of(docs_dir.parent / "mkdocs.yml")
+    stamp = inputs_stamp(results_dir, repr((sorted(profiles.items()), slo, full_run_pages, site)))
     known = unchanged_render(docs_dir, stamp)
     if known is not None:  # nothing it reads changed since the last render (mkdocs serve rebuilds)
         report = WriteReport([], len(_read_manifest(docs_dir / REPORT_DIR / MARKER, REPORT_DIR)[0]), [], [])
@@ -457,7 +477,7 @@ def render(results_dir: Path, docs_dir: Path, profiles: Mapping[str, scoring.Pro
             except ResultsError as e:
                 problems.append(LoadProblem(path, str(e)))
     problems += manual_problems
-    pages = build_pages([], problems, profiles, slo=slo, full_run_pages=full_run_pages, prepared=views)
+    pages = build_pages([], problems, profiles, slo=slo, full_run_pages=full_run_pages, prepared=views, site=site)
     report = write_pages(pages, docs_dir)
     if not report.warnings:
         save_render_stamp(docs_dir, stamp, pages, [(str(p.path), p.message) for p in problems])

@@ -4,16 +4,19 @@ trends and selection data built from it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
 from markupsafe import Markup
 
 from bench.analysis import scoring
+from bench.analysis.history import Step
 from bench.analysis.load import Level, levels
 from bench.analysis.server_view import ServerView, server_views
 from bench.quality import annotations
 from bench.report import charts
+from bench.report.diff import metric_label
 from bench.report.format import fmt_bytes, md_text, metric_heading
 from bench.results.metrics import METRICS, compared
 from bench.results.schema import ModelInfo, Run
@@ -48,9 +51,20 @@ class RunView:
 
     @property
     def label(self) -> str:
-        """Short x-axis label: start time and, when known, the commit."""
+        """Short x-axis label: when it started (UTC, month-day hour:minute) and its commit,
+        '11-22 12:50 · c935156' ('no commit' when the run recorded none)."""
         commit = (self.run.git.commit or "")[:7] if self.run.git else ""
-        return self.run.run_id[:13] + (f" {commit}" if commit else "")
+        try:
+            when = datetime.fromisoformat(self.run.started_at.replace("Z", "+00:00"))
+            stamp = (when.astimezone(timezone.utc) if when.tzinfo else when).strftime("%m-%d %H:%M")
+        except ValueError:
+            stamp = self.run.run_id[:13]
+        return f"{stamp} · {commit or 'no commit'}"
+
+    @property
+    def tick(self) -> tuple[str, str]:
+        """The run as a trend chart's x value: (run id, label); two runs never share a point."""
+        return self.run.run_id, self.label
 
 
 def latency_chart(view: RunView) -> Markup:
@@ -113,7 +127,7 @@ def trend(views: list[RunView], metric_id: str, stat: str = "p50") -> Markup | N
     if len(views) < 2:
         return None
     models = sorted({m for v in views for m in v.stats_by_model})
-    series = [(m, [(v.label, plotted(metric_id, stat, v.stats_by_model.get(m))) for v in views]) for m in models]
+    series = [(m, [(v.tick, plotted(metric_id, stat, v.stats_by_model.get(m))) for v in views]) for m in models]
     label = metric_heading(METRICS[metric_id], stat, parens=True)
     return Markup(charts.lines(series, title=f"Trend: {label}", y_label=label))
 
@@ -123,16 +137,28 @@ def quality_of(view: "RunView") -> dict[str, tuple[float, tuple[str, ...]]]:
     return {k: (q.combined, q.sources) for k, q in view.quality.items() if q.combined is not None}
 
 
-def model_trend(history: list[RunView], key: str) -> Markup | None:
-    """One chart per compared metric: its p50 across the model's runs."""
+def model_trend(history: list[RunView], key: str, steps: list[Step] | None = None) -> Markup | None:
+    """One chart per compared metric: its p50 across the model's runs, each change point of that
+    metric marked where its new level starts ('TTFT +12% since commit abc1234')."""
     if len(history) < 2:
         return None
     charts_ = []
     for m in compared():
         label = metric_heading(m, "p50", parens=True)
-        pts = [(v.label, plotted(m.id, "p50", v.stats_by_model[key])) for v in history]
-        charts_.append(charts.lines([(label, pts)], title=f"{m.label} p50 across runs and commits", y_label=label))
+        pts = [(v.tick, plotted(m.id, "p50", v.stats_by_model[key])) for v in history]
+        marks = [(s.run_id, step_text(s)) for s in steps or [] if s.metric == m.id]
+        charts_.append(charts.lines([(label, pts)], title=f"{m.label} p50 across runs and commits", y_label=label,
+                                    marks=marks, caption=_marks_caption(marks)))
     return Markup("\n\n".join(charts_))
+
+
+def step_text(s: Step) -> str:
+    """'TTFT +12% since commit abc1234': a change point in words."""
+    return f"{metric_label(s.metric)} {s.change * 100:+.0f}% since {s.since}"
+
+
+def _marks_caption(marks: list[tuple[str, str]]) -> str | None:
+    return "Dashed line: a change point (a new level starts there): " + "; ".join(t for _, t in marks) + "." if marks else None
 
 
 def selection_data(rankings: list[scoring.Ranking]) -> dict[str, Any]:

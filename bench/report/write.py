@@ -35,8 +35,9 @@ def _with_mark(text: str) -> str:
 
 
 def _is_page_entry(rel: Any, prefix: str) -> bool:
-    """A manifest entry bench could have written: a relative .md path under prefix/, or index.md."""
-    if not isinstance(rel, str) or "\\" in rel or "\x00" in rel or not rel.endswith(".md"):
+    """A manifest entry bench could have written: a relative .md (or .xml: the feed) path under prefix/,
+    or index.md."""
+    if not isinstance(rel, str) or "\\" in rel or "\x00" in rel or not rel.endswith((".md", ".xml")):
         return False
     parts = rel.split("/")
     if rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or ":" in parts[0]:
