@@ -208,3 +208,19 @@ def test_lines_keys_keep_runs_apart_and_marks_are_escaped():
     assert "11-22 12:50 · abc1234 · run-2" in out  # the tick's tooltip tells the runs apart
     marks = [g for g in root.iter(f"{SVG}g") if g.get("class") == "bench-mark"]
     assert len(marks) == 1 and marks[0].find(f"{SVG}title").text == evil and "<script>" not in out
+
+
+def test_long_trend_marks_only_notable_points():
+    n = charts.MARKER_LIMIT * 5
+    ys = [float(i % 7) for i in range(n)]
+    ys[99], ys[100], ys[101] = None, 42.0, None  # run-100 stands alone between two gaps: no line reaches it
+    out = charts.lines([("m", [(f"run-{i}", y) for i, y in enumerate(ys)])], title="t", y_label="y",
+                       marks=[("run-200", "TTFT +30%")])
+    root = check_block(out)
+    tips = [el.find(f"{SVG}title").text for el in root.iter(f"{SVG}circle")]
+    assert sorted(tips) == sorted(["m", f"m @ run-{n - 1}: {ys[-1]:g}", "m @ run-200: 4", "m @ run-100: 42"])
+    line = " ".join(el.get("points") for el in root.iter(f"{SVG}polyline"))
+    assert len(line.split()) == n - 3  # every other point is on the line
+    short = charts.lines([("m", [(f"run-{i}", 1.0) for i in range(charts.MARKER_LIMIT)])], title="t", y_label="y")
+    assert short.count("<circle") == charts.MARKER_LIMIT + 1  # a short trend keeps a marker per point
+    assert len(out) < 60 * n  # bytes per run stay small

@@ -85,3 +85,32 @@ def test_slim_runs_answer_history_and_medians_as_whole_ones(server, tmp_path):
             assert [digest.prompt_medians(r, model, m) for r in slim] == [digest.prompt_medians(r, model, m) for r in whole]
             assert digest.prompt_medians(whole[0], model, m)  # there was something to compare
         assert model_steps(slim, model) == model_steps(whole, model)
+
+
+def test_model_and_machine_pages_list_newest_runs_and_sum_up_older_months(server, tmp_path, monkeypatch):
+    import json
+
+    from bench.report import views
+    from bench.report.format import fmt_any
+    from bench.results.metrics import METRICS
+    from bench.results.stats import run_stats
+
+    results = tmp_path / "results"
+    ids = _runs(server, results, 5)
+    for i, when in ((0, "2025-01-15T10:00:00Z"), (1, "2025-01-20T10:00:00Z"), (2, "2025-02-03T10:00:00Z")):
+        path = next(p for p in results.glob("*.json") if json.loads(p.read_text())["run_id"] == ids[i])
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps({**data, "started_at": when}))
+    monkeypatch.setattr(views, "HISTORY_ROWS", 2)
+    render(results, tmp_path / "docs")
+    model = (tmp_path / "docs" / "report" / "models" / "alpha.md").read_text()
+    newest, older = model.split("## Every run")[1].split("## Outputs")[0].split("**Older runs by month**")
+    table = "\n".join(line for line in (newest + older).splitlines() if line.startswith("|"))
+    assert ids[4] in table and ids[3] in table and not any(i in table for i in ids[:3])
+    rows = [line for line in older.splitlines() if line.startswith("| 2025-")]
+    assert [r.split(" | ")[:3] for r in rows] == [["| 2025-02", "1", "0"], ["| 2025-01", "2", "0"]]
+    runs = {r.run_id: r for r in load_all(results)[0]}
+    p50s = sorted(next(s for s in run_stats(runs[i]) if s.model == "alpha").ttft.p50 for i in ids[:2])
+    assert f" {fmt_any((p50s[0] + p50s[1]) / 2, METRICS['ttft'].kind)} |" in rows[1]  # the months' median
+    machine = next((tmp_path / "docs" / "report" / "machines").glob("*.md")).read_text()
+    assert "**Older runs by month** (3 runs" in machine and "| 2025-01 | 2 | 0 | alpha, beta |" in machine

@@ -246,7 +246,8 @@ def stacked_bars(rows: list[tuple[str, dict[str, float | None]]], *, keys: list[
 def lines(series: list[tuple[str, list[tuple[object, float | None]]]], *, title: str, y_label: str,
           caption: str | None = None, marks: list[tuple[str, str]] | None = None) -> str:
     """Trend chart: x axis is categorical (shared across series in first-seen order), one polyline + point
-    markers per series; None breaks the line. An x value is a label, or a (key, label) pair when two
+    markers per series (only the notable points when there are more than MARKER_LIMIT x positions);
+    None breaks the line. An x value is a label, or a (key, label) pair when two
     points may share a label (two runs of one commit in the same minute). Legend. At most ~8 x tick
     labels are shown (thinned out, rotated when they would overlap; the full label and key are the
     tick's tooltip). ``marks``: (x key, text) vertical markers, such as change points."""
@@ -281,13 +282,13 @@ def lines(series: list[tuple[str, list[tuple[object, float | None]]]], *, title:
         for i, y in pts + [(None, None)]:  # the sentinel flushes the last segment
             if y is None:
                 if len(seg) > 1:
-                    out.append(f'<polyline points="{" ".join(seg)}" fill="none" stroke="{c}" stroke-width="2"/>')
+                    out.append(f'<polyline points="{" ".join(seg)}" fill="none" stroke="{c}" stroke-width="2">'
+                               f"<title>{name}</title></polyline>")
                 seg = []
             else:
                 seg.append(f"{sx(i):.1f},{sy(y):.1f}")
-        for i, y in pts:
-            if y is not None:
-                out.append(_marker(s, sx(i), sy(y), f"{name} @ {_esc(names[i])}: {fmt_sig(y)}", 3.5))
+        for i, y in _marked(pts, n, {cats[str(k)] for k, _ in marks or [] if str(k) in cats}):
+            out.append(_marker(s, sx(i), sy(y), f"{name} @ {_esc(names[i])}: {fmt_sig(y)}", 3.5))
     out += _legend([label for label, _ in parsed], x1 + 20, top + 6)
     bottom = y1 + (longest * 0.58 + 24 if rotate else 30)
     w = x1 + 40 + _width((label for label, _ in parsed), 28)
@@ -295,6 +296,24 @@ def lines(series: list[tuple[str, list[tuple[object, float | None]]]], *, title:
 
 
 TICK_LABEL = 22  # display length of an x tick label ("11-22 12:50 · c935156")
+MARKER_LIMIT = 60  # a trend with more x positions marks only its notable points (the line carries the rest)
+
+
+def _marked(pts: list[tuple[int, float | None]], n: int, notable: set[int]) -> list[tuple[int, float]]:
+    """The points of a series that get a marker (with its tooltip): all of them on a short trend; on a
+    long one (a thousand nightly runs, where markers would overlap and weigh megabytes) the newest point,
+    points at marked positions (change points) and points no line reaches (a value between gaps)."""
+    if n <= MARKER_LIMIT:
+        return [(i, y) for i, y in pts if y is not None]
+    last = max((k for k, (_, y) in enumerate(pts) if y is not None), default=-1)
+    keep = []
+    for k, (i, y) in enumerate(pts):
+        if y is None:
+            continue
+        alone = (k == 0 or pts[k - 1][1] is None) and (k + 1 == len(pts) or pts[k + 1][1] is None)
+        if k == last or i in notable or alone:
+            keep.append((i, y))
+    return keep
 
 
 def _category(x: object, cats: dict[str, int], names: list[str]) -> int:

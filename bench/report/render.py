@@ -54,6 +54,7 @@ from bench.report.views import (
     quality_of,
     scatter,
     selection_data,
+    split_history,
     trend,
     ttft_chart,
 )
@@ -99,7 +100,7 @@ def _env() -> Environment:
         fmt_extra=fmt_extra, extra_label=extra_label, config_json=_config_json, outputs=_outputs,
         judgements=_judgements, manual_for=_manual_for, figure_sources=figure_sources, load_chart=load_chart,
         pretty_json=lambda data: json.dumps(data, indent=2, ensure_ascii=False),
-        metric_label=diff_text.metric_label, fmt_metric=diff_text.fmt_value,
+        metric_label=diff_text.metric_label, fmt_metric=diff_text.fmt_value, split_history=split_history,
     )
     return env
 

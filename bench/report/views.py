@@ -62,9 +62,65 @@ class RunView:
         return f"{stamp} · {commit or 'no commit'}"
 
     @property
+    def month(self) -> str:
+        """The UTC month it started, '2026-01' (its run id's first characters when started_at does not parse)."""
+        try:
+            when = datetime.fromisoformat(self.run.started_at.replace("Z", "+00:00"))
+            return (when.astimezone(timezone.utc) if when.tzinfo else when).strftime("%Y-%m")
+        except ValueError:
+            return self.run.run_id[:6]
+
+    @property
     def tick(self) -> tuple[str, str]:
         """The run as a trend chart's x value: (run id, label); two runs never share a point."""
         return self.run.run_id, self.label
+
+
+HISTORY_ROWS = 50  # runs listed one per row on a model or machine page; older ones are summed up by month
+
+
+@dataclass
+class Period:
+    """Older runs of one month, summed up in one row of a history table."""
+
+    month: str
+    views: list[RunView]
+
+    def failed(self, key: str | None = None) -> int:
+        """Runs that failed (``key``: in which that model failed)."""
+        if key is None:
+            return sum(1 for v in self.views if v.run.status == "failed")
+        return sum(1 for v in self.views if (m := v.run.models.get(key)) is not None and m.status != "ok")
+
+    def distinct(self, what: str) -> list[str]:
+        """The models (``"models"``) or workload hashes (``"workload"``) of the month's runs, first seen first."""
+        seen: dict[str, None] = {}
+        for v in self.views:
+            seen.update(dict.fromkeys(v.run.models if what == "models" else [v.run.workload.hash]))
+        return list(seen)
+
+    def count(self, key: str, attr: str) -> int:
+        return sum(getattr(v.stats_by_model[key], attr) for v in self.views if key in v.stats_by_model)
+
+    def median(self, key: str, metric: Any, stat: str) -> float | None:
+        """The median over the month's runs of the model's figure (each run's own p50, mean, ...)."""
+        vals = sorted(f for v in self.views if (ms := v.stats_by_model.get(key)) is not None
+                      and (f := ms.figure(metric, stat)) is not None)
+        if not vals:
+            return None
+        n = len(vals)
+        return vals[n // 2] if n % 2 else (vals[n // 2 - 1] + vals[n // 2]) / 2
+
+
+def split_history(views: list[RunView], newest: int | None = None) -> tuple[list[RunView], list[Period]]:
+    """A history table's rows: the ``newest`` runs (newest first), then the older ones by month
+    (newest month first). A thousand nightly runs make about 50 + 30 rows, not a thousand."""
+    newest = HISTORY_ROWS if newest is None else newest
+    ordered = views[::-1]
+    months: dict[str, list[RunView]] = {}
+    for v in ordered[newest:]:
+        months.setdefault(v.month, []).append(v)
+    return ordered[:newest], [Period(m, vs) for m, vs in months.items()]
 
 
 def latency_chart(view: RunView) -> Markup:
