@@ -171,3 +171,15 @@ def test_percentiles_are_numpys_linear_interpolation_bit_for_bit():
     d = stats.Dist.of([3.0, None, 1.0, 2.0])
     assert (d.n, d.min, d.p50, d.max, d.mean) == (3, 1.0, 2.0, 3.0, 2.0)
     assert stats.Dist.of([None]).p50 is None
+
+
+def test_dist_mean_and_std_are_numpys_bit_for_bit():
+    """Dist.of sums with np.add.reduce instead of calling ndarray.mean/std (their overhead, again)."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    for n in (1, 2, 3, 8, 9, 16, 17, 60, 127, 128, 129, 1000):
+        for _ in range(40):
+            values = list(rng.lognormal(size=n) * 10.0 ** rng.integers(-3, 3))
+            d, a = stats.Dist.of(values), np.sort(np.asarray(values))
+            assert d.mean == float(a.mean()) and d.std == (float(a.std(ddof=1)) if n > 1 else None)

@@ -18,6 +18,7 @@ import numpy as np
 
 from bench.results.metrics import Metric
 from bench.results.schema import Run, Sample
+from bench.results.stats import column, forget_columns
 
 _CACHE: dict[int, dict[tuple, dict[str, float]]] = {}
 
@@ -51,17 +52,8 @@ def prompt_medians(run: Run, model: str, metric: Metric) -> dict[str, float]:
     if key not in cache:
         if frozen:
             return {}
-        groups = cache.get(("groups", len(run.samples), None))
-        if groups is None:  # the successful measured samples of each model, grouped once per run
-            groups = {}
-            for s in run.samples:
-                if s.ok and not s.warmup:
-                    groups.setdefault(s.model, []).append(s)
-            cache[("groups", len(run.samples), None)] = groups
         values: dict[str, list[float]] = {}
-        fn = metric.value
-        for s in groups.get(model, ()):
-            v = fn(s)
+        for s, v in zip(*column(run, model, metric)):  # the values the run's summary read too
             if v is not None and v > 0 and math.isfinite(v):
                 values.setdefault(s.prompt_id, []).append(v)
         cache[key] = {p: _median(vs) for p, vs in values.items()}
@@ -89,12 +81,11 @@ def slim(run: Run) -> None:
         _CACHE[id(run)] = {}
         weakref.finalize(run, _CACHE.pop, id(run), None)
     cache = _CACHE[id(run)]
-    for key in [k for k in cache if k[2] is not None or k[0] == "groups"]:
-        value = cache.pop(key)
-        if key[0] != "groups":
-            cache[(*key[:2], None)] = value
+    for key in [k for k in cache if k[2] is not None]:
+        cache[(*key[:2], None)] = cache.pop(key)
     if id(run) not in _FROZEN:
         _FROZEN.add(id(run))
         weakref.finalize(run, _FROZEN.discard, id(run))
+    forget_columns(run)
     run.samples = []
     run.judgements = []
