@@ -73,6 +73,7 @@ def timed(cmd: list[str], cwd: Path) -> float:
 def measure(n: int, engine: str, workdir: Path) -> tuple[float, float]:
     proj = workdir / f"site-{n}"
     shutil.copytree(ROOT / "site_src", proj / "site_src", ignore=shutil.ignore_patterns("report", "index.md"))
+    shutil.copytree(ROOT / "overrides", proj / "overrides")
     (proj / "bench" / "report").mkdir(parents=True)
     shutil.copy(ROOT / "bench" / "report" / "mkdocs_hook.py", proj / "bench" / "report")
     text = (ROOT / "mkdocs.yml").read_text()

@@ -18,6 +18,7 @@ def project_copy(dest: Path, results: Path) -> Path:
     (dest / "bench" / "report").mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "bench" / "report" / "mkdocs_hook.py", dest / "bench" / "report" / "mkdocs_hook.py")
     shutil.copy(ROOT / "mkdocs.yml", dest / "mkdocs.yml")
+    shutil.copytree(ROOT / "overrides", dest / "overrides", dirs_exist_ok=True)
     if results.resolve() != (dest / "results").resolve():
         shutil.copytree(results, dest / "results")
     return dest
@@ -48,3 +49,19 @@ def assert_architecture_page(site: Path) -> None:
     page = (site / "architecture" / "index.html").read_text()
     assert 'src="../assets/architecture.svg"' in page and "mermaid" not in page.lower()
     assert (site / "assets" / "architecture.svg").read_bytes() == (ROOT / "site_src" / "assets" / "architecture.svg").read_bytes()
+
+
+def feed_links(html: str) -> list[str]:
+    """The hrefs of the page head's Atom feed links, entities decoded (engines escape differently)."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Head(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "link" and a.get("rel") == "alternate" and a.get("type") == "application/atom+xml":
+                found.append(a.get("href") or "")
+
+    Head().feed(html.split("</head>")[0])
+    return found

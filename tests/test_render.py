@@ -16,6 +16,7 @@ from tests.conftest import Script, collect
 from tests.site_helpers import (
     assert_architecture_page,
     bench,
+    feed_links,
     mkdocs_build,
     project_copy,
     zensical_build,
@@ -182,6 +183,7 @@ def test_zensical_builds_the_same_site(server, tmp_path):
     assert (site / "index.html").exists() and (site / "report" / "selection" / "index.html").exists()
     assert "bench-selection-data" in (site / "report" / "selection" / "index.html").read_text()
     assert_architecture_page(site)
+    assert feed_links((site / "index.html").read_text()) == ["https://example.github.io/bench/report/feed.xml"]
 
 
 def test_export_markdown_and_csv(server, tmp_path):

@@ -18,7 +18,7 @@ from bench.report import story
 from bench.report.render import slug
 from bench.results import store
 from tests.conftest import Script, collect
-from tests.site_helpers import mkdocs_build, project_copy
+from tests.site_helpers import feed_links, mkdocs_build, project_copy
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 FAST, SMALL = "gemma-3-270m", "smollm2-135m-instruct"
@@ -140,6 +140,7 @@ def test_the_site_builds_strict_with_the_feed_and_the_commits_page(results, tmp_
     assert links and all(h.startswith("https://example.github.io/bench/report/") for h in links), links
     html = (site / "report" / "commits" / "index.html").read_text()
     assert "overtook" in html and "commits/" in (site / "index.html").read_text()
+    assert feed_links(html) == ["https://example.github.io/bench/report/feed.xml"]  # readers find it from any page
 
 
 def test_rank_change_words_only_what_changed():
