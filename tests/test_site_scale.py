@@ -114,3 +114,26 @@ def test_model_and_machine_pages_list_newest_runs_and_sum_up_older_months(server
     assert f" {fmt_any((p50s[0] + p50s[1]) / 2, METRICS['ttft'].kind)} |" in rows[1]  # the months' median
     machine = next((tmp_path / "docs" / "report" / "machines").glob("*.md")).read_text()
     assert "**Older runs by month** (3 runs" in machine and "| 2025-01 | 2 | 0 | alpha, beta |" in machine
+
+
+def test_worker_processes_read_the_history_exactly_as_this_process_does(server, tmp_path, monkeypatch):
+    """Parsing and summarising files is most of a long render; workers share it, the pages must not change."""
+    from bench.report import reading
+
+    results = tmp_path / "results"
+    ids = _runs(server, results, 4)
+    (results / "zz-planted.json").write_text('{"schema_version": 6, "run_id": ')
+    annotated = next(p for p in results.glob("*.json") if ids[0] in p.read_text()[:400])
+    (annotated.with_name(annotated.stem + ".annotations.yaml")).write_text("scores: [unclosed\n")
+    texts, problems = {}, {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("BENCH_RENDER_WORKERS", workers)
+        assert reading.workers_for(5) == int(workers)
+        docs = tmp_path / f"docs-{workers}"
+        _, found = render(results, docs, full_run_pages=1)
+        problems[workers] = [(p.path.name, p.message) for p in found]
+        texts[workers] = {p.relative_to(docs).as_posix(): p.read_text() for p in docs.rglob("*.md")}
+    assert problems["1"] == problems["2"]
+    assert {name for name, _ in problems["1"]} == {"zz-planted.json", annotated.stem + ".annotations.yaml"}
+    assert texts["1"].keys() == texts["2"].keys() and len(texts["1"]) > 10
+    assert [k for k in texts["1"] if texts["1"][k] != texts["2"][k]] == []

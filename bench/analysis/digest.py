@@ -89,3 +89,19 @@ def slim(run: Run) -> None:
     forget_columns(run)
     run.samples = []
     run.judgements = []
+
+
+def slim_digest(run: Run) -> dict[tuple, dict[str, float]]:
+    """What a slimmed run answers (its per-prompt medians), to hand to ``adopt`` in another process."""
+    return {k: v for k, v in _CACHE.get(id(run), {}).items() if k[2] is None}
+
+
+def adopt(run: Run, medians: dict[tuple, dict[str, float]]) -> None:
+    """Make ``run`` (a slimmed run read in a worker process and sent back without its samples)
+    answer ``prompt_medians`` with the medians computed there."""
+    if id(run) not in _CACHE:
+        weakref.finalize(run, _CACHE.pop, id(run), None)
+    _CACHE[id(run)] = dict(medians)
+    if id(run) not in _FROZEN:
+        _FROZEN.add(id(run))
+        weakref.finalize(run, _FROZEN.discard, id(run))

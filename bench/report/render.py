@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from bench.analysis import digest, scoring
+from bench.analysis import scoring
 from bench.analysis.history import model_steps
 from bench.errors import ResultsError
 from bench.quality import annotations
@@ -44,6 +44,7 @@ from bench.report.format import (  # noqa: F401 (md_text, slug, ...: the names p
     slug,
     title_text,
 )
+from bench.report.reading import make_view, read_slim_views
 from bench.report.views import (
     RunView,
     breakdown,
@@ -73,7 +74,7 @@ from bench.results import metrics
 from bench.results.machines import machine_key, machine_label, same_machine
 from bench.results.schema import ModelInfo, Run, schema_text
 from bench.results.stats import ModelStats, run_stats
-from bench.results.store import LoadProblem, load_each, load_run
+from bench.results.store import LoadProblem, load_run
 
 FULL_RUN_PAGES = 20  # newest runs per machine with a page of their own; older ones are rows in tables
 
@@ -204,11 +205,6 @@ def _run_list_pages(env: Environment, common: dict[str, Any], views: list[RunVie
             **common, rows=newest_first[(k - 1) * RUNS_PER_PAGE:k * RUNS_PER_PAGE], page=k, page_count=count,
             per_page=RUNS_PER_PAGE, pager=Markup("Pages: " + " · ".join(links)))
     return pages
-
-
-def make_view(run: Run, manual: dict[str, int]) -> RunView:
-    return RunView(run, run_stats(run), slug(run.run_id), annotations.model_quality(run, manual),
-                   annotations.agreement(run, manual), manual)
 
 
 def full_slugs(views: list[RunView], keep: int) -> set[str]:
@@ -452,23 +448,7 @@ def render(results_dir: Path, docs_dir: Path, profiles: Mapping[str, scoring.Pro
     if known is not None:  # nothing it reads changed since the last render (mkdocs serve rebuilds)
         report = WriteReport([], len(_read_manifest(docs_dir / REPORT_DIR / MARKER, REPORT_DIR)[0]), [], [])
         return report, [LoadProblem(Path(path), message) for path, message in known]
-    manual_problems: list[LoadProblem] = []
-
-    def manual_of(path: Path) -> dict[str, int]:
-        try:
-            return annotations.manual_scores(path)
-        except annotations.AnnotationError as e:
-            manual_problems.append(LoadProblem(annotations.annotation_path(path), str(e)))
-            return {}
-
-    def slim_view(path: Path, run: Run) -> RunView:
-        view = make_view(run, manual_of(path))
-        view.load_levels  # noqa: B018 (computed while the samples are there)
-        digest.slim(run)
-        view.slim = True
-        return view
-
-    loaded, problems = load_each(results_dir, slim_view)
+    loaded, problems = read_slim_views(results_dir)
     views = sorted((v for _, v in loaded), key=lambda v: v.run.run_id)
     full = full_slugs(views, full_run_pages)
     for i, (path, view) in enumerate(sorted(loaded, key=lambda pv: pv[1].run.run_id)):
@@ -477,7 +457,6 @@ def render(results_dir: Path, docs_dir: Path, profiles: Mapping[str, scoring.Pro
                 views[i] = make_view(load_run(path), view.manual)
             except ResultsError as e:
                 problems.append(LoadProblem(path, str(e)))
-    problems += manual_problems
     pages = build_pages([], problems, profiles, slo=slo, full_run_pages=full_run_pages, prepared=views, site=site)
     report = write_pages(pages, docs_dir)
     if not report.warnings:
