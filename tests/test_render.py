@@ -293,3 +293,12 @@ def test_render_never_overwrites_or_removes_pages_it_did_not_write(server, tmp_p
 
 def cli_render(tmp_path):
     return bench(tmp_path, "render", "--results-dir", "results", "--out", "docs")
+
+
+def test_times_are_shown_in_utc_whatever_offset_the_file_recorded():
+    from bench.report.format import fmt_time
+
+    assert fmt_time("2026-01-01T10:00:00+02:00") == "2026-01-01 08:00 UTC"  # was "10:00 UTC": the local time
+    assert fmt_time("2026-01-01T10:00:00Z") == "2026-01-01 10:00 UTC"
+    assert fmt_time("2026-01-01T10:00:00") == "2026-01-01 10:00 UTC"  # no offset: taken as UTC, as bench writes
+    assert fmt_time("not a time <b>") != "not a time <b>" and fmt_time(None) == "–"

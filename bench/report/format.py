@@ -138,7 +138,8 @@ def fmt_time(iso: str | None) -> Markup:
     if not iso:
         return Markup("–")
     try:
-        return Markup(datetime.fromisoformat(iso.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M UTC"))
+        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+        return Markup((when.astimezone(timezone.utc) if when.tzinfo else when).strftime("%Y-%m-%d %H:%M UTC"))
     except ValueError:
         return md_text(iso)
 
