@@ -37,7 +37,8 @@ def test_older_runs_are_rows_in_paginated_tables_not_pages(server, tmp_path, mon
     assert ids[0] in third and f"({slug(ids[0])}.md)" not in third  # a row, not a link to a missing page
     model = (docs / "report" / "models" / "alpha.md").read_text()
     assert all(i in model for i in ids)
-    assert f"(../runs/{slug(ids[0])}.md)" not in model and f"(../runs/{slug(ids[-1])}.md)" in model
+    assert f"(../runs/{slug(ids[0])}.md" not in model and f'(../runs/{slug(ids[-1])}.md "{ids[-1]}")' in model
+    assert f'<span title="{ids[0]}">' in model  # no page: the id is the date's tooltip
 
     project = project_copy(tmp_path / "proj", tmp_path / "results")
     (project / "bench.yaml").write_text("site_run_pages: 2\n")

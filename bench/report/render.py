@@ -131,6 +131,7 @@ def build_pages(runs: list[Run], problems: list[LoadProblem], profiles: Mapping[
     paged = {v.slug for v in views if not v.slim} & full_slugs(views, full_run_pages)
     common = dict(
         run_ref=lambda view, base="": _run_ref(view, base, paged), full_run_pages=full_run_pages,
+        run_when=lambda view, base="": _run_when(view, base, paged),
         prefix=Markup(slug(prefix)), views=views, latest=latest, problems=problems, rankings=rankings,
         newest=views[-1] if views else None, sources=sources, failed_latest=failed_latest, age=_age,
         machine_count=len({machine_key(v.run.machine) for v in views}),
@@ -188,6 +189,15 @@ def _run_ref(view: RunView, base: str, paged: set[str]) -> Markup:
     """The run's id, linked to its page when it has one (older runs are rows in tables)."""
     text = md_text(view.run.run_id)
     return Markup(f"[{text}]({base}{view.slug}.md)") if view.slug in paged else text
+
+
+def _run_when(view: RunView, base: str, paged: set[str]) -> Markup:
+    """When the run started (UTC), linked to its page when it has one; its id is the tooltip (run ids
+    are letters, digits, '.', '_', '-'). Narrower than the id in a wide history table."""
+    when, rid = fmt_time(view.run.started_at), view.run.run_id
+    if view.slug in paged:
+        return Markup(f'[{when}]({base}{view.slug}.md "{rid}")')
+    return Markup(f'<span title="{rid}">{when}</span>')
 
 
 RUNS_PER_PAGE = 100
