@@ -219,8 +219,18 @@ def test_long_trend_marks_only_notable_points():
     root = check_block(out)
     tips = [el.find(f"{SVG}title").text for el in root.iter(f"{SVG}circle")]
     assert sorted(tips) == sorted(["m", f"m @ run-{n - 1}: {ys[-1]:g}", "m @ run-200: 4", "m @ run-100: 42"])
-    line = " ".join(el.get("points") for el in root.iter(f"{SVG}polyline"))
-    assert len(line.split()) == n - 3  # every other point is on the line
+    raw = [el for el in root.iter(f"{SVG}polyline") if el.get("stroke-opacity") == "0.35"]
+    assert sum(len(el.get("points").split()) for el in raw) == n - 3  # every other point is on the thin line
+    assert "running median of 7 runs" in out and "Thin line: every run" in out
     short = charts.lines([("m", [(f"run-{i}", 1.0) for i in range(charts.MARKER_LIMIT)])], title="t", y_label="y")
     assert short.count("<circle") == charts.MARKER_LIMIT + 1  # a short trend keeps a marker per point
     assert len(out) < 60 * n  # bytes per run stay small
+
+
+def test_long_trend_running_median_keeps_a_step_and_ignores_one_slow_run():
+    ys = [1.0] * 100 + [2.0] * 200
+    ys[250] = 50.0  # one slow run
+    assert charts._window(len(ys)) == 7
+    smooth = dict(charts._running_median(list(enumerate(ys)), 7))
+    assert smooth[96] == 1.0 and smooth[99] == 1.0 and smooth[100] == 2.0 and smooth[250] == 2.0
+    assert charts._window(charts.MARKER_LIMIT) == 0 and charts._window(1000) == 25

@@ -108,13 +108,14 @@ def test_model_and_machine_pages_list_newest_runs_and_sum_up_older_months(server
     newest, older = model.split("## Every run")[1].split("## Outputs")[0].split("**Older runs by month**")
     table = "\n".join(line for line in (newest + older).splitlines() if line.startswith("|"))
     assert ids[4] in table and ids[3] in table and not any(i in table for i in ids[:3])
-    rows = [line for line in older.splitlines() if line.startswith("| 2025-")]
-    assert [r.split(" | ")[:3] for r in rows] == [["| 2025-02", "1", "0"], ["| 2025-01", "2", "0"]]
+    rows = [line for line in older.splitlines() if line.startswith('| <span class="bench-nowrap">2025-')]
+    assert [r.split(" | ")[:3] for r in rows] == [['| <span class="bench-nowrap">2025-02</span>', "1", "0"],
+                                                  ['| <span class="bench-nowrap">2025-01</span>', "2", "0"]]
     runs = {r.run_id: r for r in load_all(results)[0]}
     p50s = sorted(next(s for s in run_stats(runs[i]) if s.model == "alpha").ttft.p50 for i in ids[:2])
     assert f" {fmt_any((p50s[0] + p50s[1]) / 2, METRICS['ttft'].kind)} |" in rows[1]  # the months' median
     machine = next((tmp_path / "docs" / "report" / "machines").glob("*.md")).read_text()
-    assert "**Older runs by month** (3 runs" in machine and "| 2025-01 | 2 | 0 | alpha, beta |" in machine
+    assert "**Older runs by month** (3 runs" in machine and "2025-01</span> | 2 | 0 | alpha, beta |" in machine
 
 
 def test_worker_processes_read_the_history_exactly_as_this_process_does(server, tmp_path, monkeypatch):

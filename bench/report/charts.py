@@ -277,22 +277,57 @@ def lines(series: list[tuple[str, list[tuple[object, float | None]]]], *, title:
                    f'<g><title>{_esc(tip)}</title><text x="{x:.1f}" y="{y:.1f}" '
                    f'text-anchor="{"end" if rotate else "middle"}"{extra}>{_short(names[i], TICK_LABEL)}</text></g>')
     out += _marks(marks or [], cats, sx, x0, x1, top, y1)
+    window = _window(n)
     for s, (label, pts) in enumerate(parsed):
-        c, name, seg = PALETTE[s % len(PALETTE)], _esc(label), []
-        for i, y in pts + [(None, None)]:  # the sentinel flushes the last segment
-            if y is None:
-                if len(seg) > 1:
-                    out.append(f'<polyline points="{" ".join(seg)}" fill="none" stroke="{c}" stroke-width="2">'
-                               f"<title>{name}</title></polyline>")
-                seg = []
-            else:
-                seg.append(f"{sx(i):.1f},{sy(y):.1f}")
+        c, name = PALETTE[s % len(PALETTE)], _esc(label)
+        for seg in _segments(pts):
+            line = " ".join(f"{sx(i):.1f},{sy(y):.1f}" for i, y in seg)
+            if not window:
+                out.append(f'<polyline points="{line}" fill="none" stroke="{c}" stroke-width="2"><title>{name}</title>'
+                           "</polyline>")
+                continue
+            smooth = " ".join(f"{sx(i):.1f},{sy(y):.1f}" for i, y in _running_median(seg, window))
+            out.append(f'<polyline points="{line}" fill="none" stroke="{c}" stroke-width="1" stroke-opacity="0.35">'
+                       f'<title>{name}</title></polyline><polyline points="{smooth}" fill="none" stroke="{c}" '
+                       f'stroke-width="2.5"><title>{name}: running median of {window} runs</title></polyline>')
         for i, y in _marked(pts, n, {cats[str(k)] for k, _ in marks or [] if str(k) in cats}):
             out.append(_marker(s, sx(i), sy(y), f"{name} @ {_esc(names[i])}: {fmt_sig(y)}", 3.5))
     out += _legend([label for label, _ in parsed], x1 + 20, top + 6)
     bottom = y1 + (longest * 0.58 + 24 if rotate else 30)
     w = x1 + 40 + _width((label for label, _ in parsed), 28)
+    if window:
+        note = f"Thin line: every run; bold line: running median of {window} runs."
+        caption = f"{caption} {note}" if caption else note
     return _figure(w, max(bottom, top + 18 * len(parsed) + 10), title, out, caption)
+
+
+def _segments(pts: list[tuple[int, float | None]]) -> list[list[tuple[int, float]]]:
+    """The runs of consecutive known values (None breaks the line) that have two points or more."""
+    out: list[list[tuple[int, float]]] = [[]]
+    for i, y in pts:
+        if y is None:
+            out.append([])
+        else:
+            out[-1].append((i, y))
+    return [seg for seg in out if len(seg) > 1]
+
+
+def _window(n: int) -> int:
+    """The running median's width for a trend of n x positions: none up to MARKER_LIMIT (every point
+    is marked and readable), then an odd width near n/40 (25 runs for 1,000)."""
+    return 0 if n <= MARKER_LIMIT else max(5, (n // 40) | 1)
+
+
+def _running_median(seg: list[tuple[int, float]], window: int) -> list[tuple[int, float]]:
+    """Centered running median (the window shrinks at the ends): a level shift stays a step, and one
+    slow run moves nothing, where a running mean would smear both."""
+    half, ys = window // 2, [y for _, y in seg]
+    out = []
+    for k, (i, _) in enumerate(seg):
+        w = sorted(ys[max(0, k - half):k + half + 1])
+        m = len(w)
+        out.append((i, w[m // 2] if m % 2 else (w[m // 2 - 1] + w[m // 2]) / 2))
+    return out
 
 
 TICK_LABEL = 22  # display length of an x tick label ("11-22 12:50 · c935156")
