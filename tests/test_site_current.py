@@ -98,3 +98,19 @@ def test_two_machines_are_two_groups_and_never_compared(server, tmp_path):
 
     d = compare.diff(compare.resolve_side(str(laptop[1]), tmp_path / "r"), compare.resolve_side(str(ci[1]), tmp_path / "r"))
     assert [r.status for r in d.rows] == ["not comparable"] and "laptop-16gb vs ci-runner" in d.rows[0].reason
+
+
+def test_a_run_file_without_a_utc_offset_does_not_break_the_home_page(server, tmp_path):
+    """started_at comes from files (untrusted): one written without an offset beside one with 'Z'
+    must not crash the render (an aware minus a naive time raises TypeError)."""
+    server.set_model("m", Script())
+    good = collect(server, "m", rounds=1, warmup=0, results_dir=tmp_path / "r").run
+    server.set_model("m", Script(status=500))
+    collect(server, "m", rounds=1, warmup=0, results_dir=tmp_path / "r")
+    from bench.results import store
+
+    runs, _ = store.load_all(tmp_path / "r")
+    older = next(r for r in runs if r.run_id == good.run_id)
+    older.started_at = older.started_at.replace("Z", "").split("+")[0]  # naive, as another tool might write
+    home = render_mod.build_pages(runs, [], PROFILES)["index.md"]
+    assert f"(from [{good.run_id}](report/runs/{slug(good.run_id)}.md)," in home and "older)" in home

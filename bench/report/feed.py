@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import uuid
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
 from typing import Iterable
 
 from bench.analysis.history import Step
 from bench.report.diff import fmt_value, metric_label
-from bench.report.format import slug, svg_line
+from bench.report.format import slug, svg_line, utc_time
 from bench.report.story import Site
 from bench.report.views import RunView, step_text
 from bench.results.machines import machine_key, machine_label
@@ -31,12 +30,8 @@ EPOCH = "1970-01-01T00:00:00Z"
 
 def atom_time(iso: str | None) -> str:
     """An RFC 3339 UTC timestamp from a run's (untrusted) ISO time; the epoch when it is not one."""
-    try:
-        t = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
-    except ValueError:
-        return EPOCH
-    t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    t = utc_time(iso)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else EPOCH
 
 
 def worse(s: Step) -> bool:

@@ -134,25 +134,29 @@ def fmt_pct(x: float | None) -> Markup:
     return _fmt(x, ".0f", 100, "%")
 
 
+def utc_time(iso: object) -> datetime | None:
+    """An ISO time from a results file (untrusted) as an aware UTC datetime; None when it is not one.
+    A time without an offset is taken as UTC, as bench writes them, so any two can be subtracted."""
+    try:
+        t = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
 def fmt_time(iso: str | None) -> Markup:
     if not iso:
         return Markup("–")
-    try:
-        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-        return Markup((when.astimezone(timezone.utc) if when.tzinfo else when).strftime("%Y-%m-%d %H:%M UTC"))
-    except ValueError:
-        return md_text(iso)
+    t = utc_time(iso)
+    return Markup(t.strftime("%Y-%m-%d %H:%M UTC")) if t else md_text(iso)
 
 
 def fmt_date(iso: str | None) -> Markup:
     """The UTC day of an ISO time ('2026-11-22')."""
     if not iso:
         return Markup("–")
-    try:
-        t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return md_text(iso)
-    return Markup((t.astimezone(timezone.utc) if t.tzinfo else t).strftime("%Y-%m-%d"))
+    t = utc_time(iso)
+    return Markup(t.strftime("%Y-%m-%d")) if t else md_text(iso)
 
 
 def fmt_params(x: int | None) -> Markup:

@@ -43,6 +43,7 @@ from bench.report.format import (  # noqa: F401 (md_text, slug, ...: the names p
     metric_text,
     slug,
     title_text,
+    utc_time,
 )
 from bench.report.reading import make_view, read_slim_views
 from bench.report.views import (
@@ -404,13 +405,10 @@ def _good(view: RunView, key: str) -> bool:
 
 def _age(older: str, newer: str) -> str:
     """How much older one run is than another, in words ('3 h', '2 days')."""
-    from datetime import datetime
-
-    try:
-        gap = (datetime.fromisoformat(newer.replace("Z", "+00:00")) - datetime.fromisoformat(older.replace("Z", "+00:00")))
-    except ValueError:
+    a, b = utc_time(older), utc_time(newer)
+    if a is None or b is None:
         return "older"
-    hours = gap.total_seconds() / 3600
+    hours = (b - a).total_seconds() / 3600
     return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.0f} days"
 
 

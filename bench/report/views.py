@@ -4,7 +4,6 @@ trends and selection data built from it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
@@ -17,7 +16,7 @@ from bench.analysis.server_view import ServerView, server_views
 from bench.quality import annotations
 from bench.report import charts
 from bench.report.diff import metric_label
-from bench.report.format import fmt_bytes, md_text, metric_heading
+from bench.report.format import fmt_bytes, md_text, metric_heading, utc_time
 from bench.results.metrics import METRICS, compared
 from bench.results.schema import ModelInfo, Run
 from bench.results.stats import ModelStats
@@ -54,21 +53,15 @@ class RunView:
         """Short x-axis label: when it started (UTC, month-day hour:minute) and its commit,
         '11-22 12:50 · c935156' ('no commit' when the run recorded none)."""
         commit = (self.run.git.commit or "")[:7] if self.run.git else ""
-        try:
-            when = datetime.fromisoformat(self.run.started_at.replace("Z", "+00:00"))
-            stamp = (when.astimezone(timezone.utc) if when.tzinfo else when).strftime("%m-%d %H:%M")
-        except ValueError:
-            stamp = self.run.run_id[:13]
+        when = utc_time(self.run.started_at)
+        stamp = when.strftime("%m-%d %H:%M") if when else self.run.run_id[:13]
         return f"{stamp} · {commit or 'no commit'}"
 
     @property
     def month(self) -> str:
         """The UTC month it started, '2026-01' (its run id's first characters when started_at does not parse)."""
-        try:
-            when = datetime.fromisoformat(self.run.started_at.replace("Z", "+00:00"))
-            return (when.astimezone(timezone.utc) if when.tzinfo else when).strftime("%Y-%m")
-        except ValueError:
-            return self.run.run_id[:6]
+        when = utc_time(self.run.started_at)
+        return when.strftime("%Y-%m") if when else self.run.run_id[:6]
 
     @property
     def tick(self) -> tuple[str, str]:
