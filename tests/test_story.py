@@ -119,6 +119,21 @@ def test_a_failed_model_is_a_feed_entry_and_names_are_escaped(server, tmp_path):
     assert "<b>" not in text
 
 
+def test_a_slim_latest_run_is_not_reported_as_failed(results):
+    """Whether a model failed is read from the run's summary, which a slimmed run keeps (its
+    samples are gone)."""
+    from bench.analysis import digest
+
+    runs, _ = store.load_all(results)
+    views = [render_mod.make_view(r, {}) for r in runs]
+    for v in views:
+        digest.slim(v.run)
+        v.slim = True
+    text = render_mod.build_pages([], [], PROFILES, site=SITE, prepared=views)["report/feed.xml"]
+    titles = [e.find(f"{ATOM}title").text for e in ET.fromstring(text.encode()).iter(f"{ATOM}entry")]
+    assert titles and not [t for t in titles if "failed in run" in t], titles  # the regression entry only
+
+
 def test_site_url_is_read_from_mkdocs_yml_without_running_its_tags(tmp_path):
     cfg = tmp_path / "mkdocs.yml"
     cfg.write_text("site_name: x\nsite_url: 'https://a.example/docs'  # published\nuse_directory_urls: false\n"

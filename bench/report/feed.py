@@ -45,13 +45,16 @@ def _urn(site: Site, *parts: str) -> str:
 
 
 def _failed(v: RunView) -> Iterable[tuple[str, str]]:
-    """(model, what went wrong) for each model of a run that had no successful request."""
+    """(model, what went wrong) for each model of a run that had no successful request. Read from the
+    run's summary, which a slimmed run keeps; the first failure's detail when the samples are there."""
     for key, info in v.run.models.items():
-        mine = [s for s in v.run.samples if s.model == key and not s.warmup]
-        if any(s.ok for s in mine) or info.status == "skipped":
+        ms = v.stats_by_model.get(key)
+        if (ms is not None and ms.ok) or info.status == "skipped":
             continue
-        first = next((s for s in mine if not s.ok), None)
-        why = (f"{first.error}: {first.error_detail or ''}" if first else (info.reason or f"status {info.status}"))
+        first = next((s for s in v.run.samples if s.model == key and not s.warmup and not s.ok), None)
+        common = max(ms.errors, key=ms.errors.__getitem__) if ms is not None and ms.errors else None
+        why = (f"{first.error}: {first.error_detail or ''}" if first
+               else common or info.reason or f"status {info.status}")
         yield key, why
 
 
