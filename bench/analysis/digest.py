@@ -77,15 +77,7 @@ def slim(run: Run) -> None:
     for model in run.models:
         for m in compared():
             prompt_medians(run, model, m)
-    if id(run) not in _CACHE:
-        _CACHE[id(run)] = {}
-        weakref.finalize(run, _CACHE.pop, id(run), None)
-    cache = _CACHE[id(run)]
-    for key in [k for k in cache if k[2] is not None]:
-        cache[(*key[:2], None)] = cache.pop(key)
-    if id(run) not in _FROZEN:
-        _FROZEN.add(id(run))
-        weakref.finalize(run, _FROZEN.discard, id(run))
+    adopt(run, {(*k[:2], None): v for k, v in _CACHE.get(id(run), {}).items()})
     forget_columns(run)
     run.samples = []
     run.judgements = []
@@ -97,8 +89,8 @@ def slim_digest(run: Run) -> dict[tuple, dict[str, float]]:
 
 
 def adopt(run: Run, medians: dict[tuple, dict[str, float]]) -> None:
-    """Make ``run`` (a slimmed run read in a worker process and sent back without its samples)
-    answer ``prompt_medians`` with the medians computed there."""
+    """Freeze ``run``'s per-prompt medians: from now on ``prompt_medians`` answers from ``medians``
+    whatever its samples (``slim`` drops them; a run read in a worker process arrives without)."""
     if id(run) not in _CACHE:
         weakref.finalize(run, _CACHE.pop, id(run), None)
     _CACHE[id(run)] = dict(medians)

@@ -12,6 +12,7 @@ nothing left renders a small "no data" figure.
 from __future__ import annotations
 
 import math
+import statistics
 
 from bench.report.format import fmt_sig, fmt_tick, svg_line, svg_text
 from bench.results.stats import percentiles
@@ -277,7 +278,7 @@ def lines(series: list[tuple[str, list[tuple[object, float | None]]]], *, title:
                    f'<g><title>{_esc(tip)}</title><text x="{x:.1f}" y="{y:.1f}" '
                    f'text-anchor="{"end" if rotate else "middle"}"{extra}>{_short(names[i], TICK_LABEL)}</text></g>')
     out += _marks(marks or [], cats, sx, x0, x1, top, y1)
-    window = _window(n)
+    window, notable = _window(n), {cats[str(k)] for k, _ in marks or [] if str(k) in cats}
     for s, (label, pts) in enumerate(parsed):
         c, name = PALETTE[s % len(PALETTE)], _esc(label)
         for seg in _segments(pts):
@@ -290,7 +291,7 @@ def lines(series: list[tuple[str, list[tuple[object, float | None]]]], *, title:
             out.append(f'<polyline points="{line}" fill="none" stroke="{c}" stroke-width="1" stroke-opacity="0.35">'
                        f'<title>{name}</title></polyline><polyline points="{smooth}" fill="none" stroke="{c}" '
                        f'stroke-width="2.5"><title>{name}: running median of {window} runs</title></polyline>')
-        for i, y in _marked(pts, n, {cats[str(k)] for k, _ in marks or [] if str(k) in cats}):
+        for i, y in _marked(pts, n, notable):
             out.append(_marker(s, sx(i), sy(y), f"{name} @ {_esc(names[i])}: {fmt_sig(y)}", 3.5))
     out += _legend([label for label, _ in parsed], x1 + 20, top + 6)
     bottom = y1 + (longest * 0.58 + 24 if rotate else 30)
@@ -322,12 +323,7 @@ def _running_median(seg: list[tuple[int, float]], window: int) -> list[tuple[int
     """Centered running median (the window shrinks at the ends): a level shift stays a step, and one
     slow run moves nothing, where a running mean would smear both."""
     half, ys = window // 2, [y for _, y in seg]
-    out = []
-    for k, (i, _) in enumerate(seg):
-        w = sorted(ys[max(0, k - half):k + half + 1])
-        m = len(w)
-        out.append((i, w[m // 2] if m % 2 else (w[m // 2 - 1] + w[m // 2]) / 2))
-    return out
+    return [(i, statistics.median(ys[max(0, k - half):k + half + 1])) for k, (i, _) in enumerate(seg)]
 
 
 TICK_LABEL = 22  # display length of an x tick label ("11-22 12:50 · c935156")

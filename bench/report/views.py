@@ -3,6 +3,7 @@ trends and selection data built from it."""
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -97,12 +98,9 @@ class Period:
 
     def median(self, key: str, metric: Any, stat: str) -> float | None:
         """The median over the month's runs of the model's figure (each run's own p50, mean, ...)."""
-        vals = sorted(f for v in self.views if (ms := v.stats_by_model.get(key)) is not None
-                      and (f := ms.figure(metric, stat)) is not None)
-        if not vals:
-            return None
-        n = len(vals)
-        return vals[n // 2] if n % 2 else (vals[n // 2 - 1] + vals[n // 2]) / 2
+        vals = [f for v in self.views if (ms := v.stats_by_model.get(key)) is not None
+                and (f := ms.figure(metric, stat)) is not None]
+        return statistics.median(vals) if vals else None
 
 
 def split_history(views: list[RunView], newest: int | None = None) -> tuple[list[RunView], list[Period]]:

@@ -163,8 +163,8 @@ def column(run: Run, model: str, metric: Metric) -> tuple[list[Sample], list[flo
     """The successful measured samples of ``model`` in ``run`` and ``metric``'s value for each.
 
     A run's summary (``run_stats``) and its per-prompt medians (``analysis.digest``) read the same
-    values; evaluating every metric over every sample twice was a fifth of a 1,000-run render. Kept
-    for the last few runs asked about (same object, same number of samples), so memory stays flat."""
+    values instead of each evaluating every metric over every sample. Kept for the last few runs
+    asked about (same object, same number of samples), so memory stays flat."""
     entry = _COLUMNS.get(id(run))
     if entry is None or entry[0]() is not run or entry[1] != len(run.samples):
         groups: dict[str, list[Sample]] = {}
