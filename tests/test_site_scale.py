@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.analysis import digest
 from bench.analysis.history import model_steps
 from bench.report import render as render_mod
@@ -139,3 +141,16 @@ def test_worker_processes_read_the_history_exactly_as_this_process_does(server, 
     assert {name for name, _ in problems["1"]} == {"zz-planted.json", annotated.stem + ".annotations.yaml"}
     assert texts["1"].keys() == texts["2"].keys() and len(texts["1"]) > 10
     assert [k for k in texts["1"] if texts["1"][k] != texts["2"][k]] == []
+
+
+def test_a_bad_worker_count_is_a_clear_error(tmp_path, monkeypatch):
+    from bench.errors import ConfigError
+    from bench.report import reading
+    from tests.conftest import cli
+
+    for bad in ("two", "0", "99", "-1"):
+        monkeypatch.setenv("BENCH_RENDER_WORKERS", bad)
+        with pytest.raises(ConfigError, match="BENCH_RENDER_WORKERS.*from 1 to 8"):
+            reading.workers_for(100)
+    r = cli("render", "--results-dir", str(tmp_path), "--out", str(tmp_path / "docs"))
+    assert r.exit_code != 0 and "BENCH_RENDER_WORKERS='-1'" in r.stderr and "Traceback" not in r.stderr

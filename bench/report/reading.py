@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysis import digest
-from bench.errors import ResultsError
+from bench.errors import ConfigError, ResultsError
 from bench.quality import annotations
 from bench.report.format import slug
 from bench.report.views import RunView
@@ -56,9 +56,12 @@ def _read_slim(path: Path) -> tuple[Path, Any, list[LoadProblem]]:
 
 def workers_for(files: int) -> int:
     """How many worker processes read ``files`` files (1: none, this process reads them)."""
-    env = os.environ.get("BENCH_RENDER_WORKERS", "")
-    if env.isdigit():
-        return max(1, min(int(env), MAX_WORKERS))
+    env = os.environ.get("BENCH_RENDER_WORKERS", "").strip()
+    if env:
+        if not env.isdecimal() or not 1 <= int(env) <= MAX_WORKERS:
+            raise ConfigError(f"BENCH_RENDER_WORKERS={env[:20]!r}: use a whole number from 1 to {MAX_WORKERS} "
+                              "(1 reads results in this process), or unset it")
+        return int(env)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 1 if files < PARALLEL_FROM else max(1, min(cpus, MAX_WORKERS))
 
