@@ -152,5 +152,8 @@ def test_a_bad_worker_count_is_a_clear_error(tmp_path, monkeypatch):
         monkeypatch.setenv("BENCH_RENDER_WORKERS", bad)
         with pytest.raises(ConfigError, match="BENCH_RENDER_WORKERS.*from 1 to 8"):
             reading.workers_for(100)
+    monkeypatch.delenv("BENCH_RENDER_WORKERS")
+    assert cli("render", "--results-dir", str(tmp_path), "--out", str(tmp_path / "docs")).exit_code == 0
+    monkeypatch.setenv("BENCH_RENDER_WORKERS", "-1")  # also when nothing changed and the render is skipped
     r = cli("render", "--results-dir", str(tmp_path), "--out", str(tmp_path / "docs"))
     assert r.exit_code != 0 and "BENCH_RENDER_WORKERS='-1'" in r.stderr and "Traceback" not in r.stderr

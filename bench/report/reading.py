@@ -54,14 +54,22 @@ def _read_slim(path: Path) -> tuple[Path, Any, list[LoadProblem]]:
     return path, (view, digest.slim_digest(run)), problems
 
 
+def workers_setting() -> int | None:
+    """BENCH_RENDER_WORKERS, checked; None when it is not set."""
+    env = os.environ.get("BENCH_RENDER_WORKERS", "").strip()
+    if not env:
+        return None
+    if not env.isdecimal() or not 1 <= int(env) <= MAX_WORKERS:
+        raise ConfigError(f"BENCH_RENDER_WORKERS={env[:20]!r}: use a whole number from 1 to {MAX_WORKERS} "
+                          "(1 reads results in this process), or unset it")
+    return int(env)
+
+
 def workers_for(files: int) -> int:
     """How many worker processes read ``files`` files (1: none, this process reads them)."""
-    env = os.environ.get("BENCH_RENDER_WORKERS", "").strip()
-    if env:
-        if not env.isdecimal() or not 1 <= int(env) <= MAX_WORKERS:
-            raise ConfigError(f"BENCH_RENDER_WORKERS={env[:20]!r}: use a whole number from 1 to {MAX_WORKERS} "
-                              "(1 reads results in this process), or unset it")
-        return int(env)
+    setting = workers_setting()
+    if setting is not None:
+        return setting
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 1 if files < PARALLEL_FROM else max(1, min(cpus, MAX_WORKERS))
 

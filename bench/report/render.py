@@ -45,7 +45,7 @@ from bench.report.format import (  # noqa: F401 (md_text, slug, ...: the names p
     title_text,
     utc_time,
 )
-from bench.report.reading import make_view, read_slim_views
+from bench.report.reading import make_view, read_slim_views, workers_setting
 from bench.report.views import (
     RunView,
     breakdown,
@@ -450,12 +450,13 @@ def render(results_dir: Path, docs_dir: Path, profiles: Mapping[str, scoring.Pro
     profiles, slo = profiles or load_profiles(), slo or load_slo()
     full_run_pages = full_run_pages or load_site_run_pages()
     site = site or story.site_of(docs_dir.parent / "mkdocs.yml")
+    workers = workers_setting()  # a bad value is an error even when the render is skipped
     stamp = inputs_stamp(results_dir, repr((sorted(profiles.items()), slo, full_run_pages, site)))
     known = unchanged_render(docs_dir, stamp)
     if known is not None:  # nothing it reads changed since the last render (mkdocs serve rebuilds)
         report = WriteReport([], len(_read_manifest(docs_dir / REPORT_DIR / MARKER, REPORT_DIR)[0]), [], [])
         return report, [LoadProblem(Path(path), message) for path, message in known]
-    loaded, problems = read_slim_views(results_dir)
+    loaded, problems = read_slim_views(results_dir, workers)
     views = sorted((v for _, v in loaded), key=lambda v: v.run.run_id)
     full = full_slugs(views, full_run_pages)
     for i, (path, view) in enumerate(sorted(loaded, key=lambda pv: pv[1].run.run_id)):
